@@ -1,7 +1,35 @@
-"""modalkit-pipeline."""
+"""modalkit-pipeline: the contract between a model and modalkit. Depends on pydantic only.
+
+Write a subclass of `InferencePipeline[InputModel, OutputModel]`; modalkit serves it. Use
+`modalkit_pipeline.testing.run_pipeline` to test it without a server.
+"""
 
 from importlib.metadata import version as _version
 
+from modalkit_pipeline._iomodels import (
+    AsyncInputModel,
+    AsyncOutputModel,
+    DelayedFailureOutputModel,
+    InferenceOutputModel,
+    ItemError,
+    SyncInputModel,
+)
+from modalkit_pipeline._pipeline import InferencePipeline, failed_indices
+from modalkit_pipeline.errors import OutputCountError, PipelineError
+
 __version__ = _version("modalkit-pipeline")
 
-__all__ = ["__version__"]
+__all__ = [
+    "AsyncInputModel",
+    "AsyncOutputModel",
+    "DelayedFailureOutputModel",
+    "InferenceOutputModel",
+    "InferencePipeline",
+    "ItemError",
+    "OutputCountError",
+    "PipelineError",
+    "SyncInputModel",
+    "__version__",
+    "errors",
+    "failed_indices",
+]

@@ -1,7 +1,62 @@
-"""modalkit-config."""
+"""modalkit-config: the modalkit.yaml schema, its loader, its JSON Schema and a validator CLI.
+
+Nothing is read at import time: call :func:`load_settings` (files, ``MODALKIT_`` environment variables,
+``.env``) or :func:`settings_from_dict`.
+"""
 
 from importlib.metadata import version as _version
 
+from modalkit_config._models import (
+    AppSettings,
+    AuthConfig,
+    BatchConfig,
+    BuildConfig,
+    CloudBucketMount,
+    ConcurrencyConfig,
+    DeadLetterConfig,
+    DeploymentConfig,
+    ModelSettings,
+    Mount,
+    ProxyAuthConfig,
+    QueueConfig,
+    RetryConfig,
+    ServerConfig,
+    Settings,
+    SQSConfig,
+)
+from modalkit_config.errors import (
+    ConfigError,
+    ConfigFileNotFoundError,
+    ConfigIssue,
+    ConfigSyntaxError,
+    ConfigValidationError,
+    ModalkitDeprecationWarning,
+)
+
 __version__ = _version("modalkit-config")
 
-__all__ = ["__version__"]
+__all__ = [
+    "AppSettings",
+    "AuthConfig",
+    "BatchConfig",
+    "BuildConfig",
+    "CloudBucketMount",
+    "ConcurrencyConfig",
+    "ConfigError",
+    "ConfigFileNotFoundError",
+    "ConfigIssue",
+    "ConfigSyntaxError",
+    "ConfigValidationError",
+    "DeadLetterConfig",
+    "DeploymentConfig",
+    "ModalkitDeprecationWarning",
+    "ModelSettings",
+    "Mount",
+    "ProxyAuthConfig",
+    "QueueConfig",
+    "RetryConfig",
+    "SQSConfig",
+    "ServerConfig",
+    "Settings",
+    "__version__",
+]

@@ -1,0 +1,633 @@
+"""The modalkit.yaml schema as pydantic models.
+
+Every model forbids unknown keys and documents its fields with attribute docstrings, which flow into
+the JSON Schema. Limits mirror Modal's own, so a bad file fails when it is read and not at deploy time.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import warnings
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
+
+from modalkit_config.errors import ModalkitDeprecationWarning
+
+__all__ = [
+    "DEPRECATED_KEYS",
+    "AppSettings",
+    "AuthConfig",
+    "BatchConfig",
+    "BuildConfig",
+    "CloudBucketMount",
+    "ConcurrencyConfig",
+    "DeadLetterConfig",
+    "DeploymentConfig",
+    "KeyedValueError",
+    "ModelSettings",
+    "Mount",
+    "ProxyAuthConfig",
+    "QueueConfig",
+    "RetryConfig",
+    "SQSConfig",
+    "ServerConfig",
+    "Settings",
+    "rename_deprecated_keys",
+]
+
+# Modal refuses to mount over these; catching it here saves a failed deploy.
+_RESERVED_MOUNT_POINTS = frozenset({"/", "/root", "/tmp"})  # noqa: S108 - refused, not used
+_APP_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_BACKEND_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Deprecated keys, by section: old key -> path of the new key inside the same section.
+#: The loader renames them (with a warning naming the new key) before validation, so overlays that mix old
+#: and new names merge as expected; the models rename them too when built directly from Python.
+DEPRECATED_KEYS: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {
+    ("app_settings", "deployment_config"): {
+        "concurrency_limit": ("max_containers",),
+        "container_idle_timeout": ("scaledown_window",),
+        "keep_warm": ("min_containers",),
+        "allow_concurrent_inputs": ("concurrency", "max_inputs"),
+        "allow_concurrent_inputs_handler": ("handler_concurrency",),
+    },
+    ("app_settings", "auth_config"): {
+        "auth_header": ("header",),
+    },
+}
+
+
+class KeyedValueError(ValueError):
+    """A validation error that belongs to one key of the model being checked.
+
+    Model-level checks (``min_containers <= max_containers``) would otherwise be reported against the whole
+    section; the loader reads ``key`` to point the message, and its line, at the offending key.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def rename_deprecated_keys(
+    section: dict[str, Any], table: dict[str, tuple[str, ...]]
+) -> tuple[dict[str, Any], list[tuple[str, tuple[str, ...]]], list[tuple[str, tuple[str, ...]]]]:
+    """Rename deprecated keys of one section to their new names.
+
+    Args:
+        section: The section's raw mapping (not modified).
+        table: Old key -> path of the new key, from :data:`DEPRECATED_KEYS`.
+
+    Returns:
+        The renamed copy, the ``(old, new_path)`` pairs that were renamed, and the ``(old, new_path)`` pairs
+        that could not be renamed because the new key is also given (an error for the caller to report).
+    """
+    result = dict(section)
+    renamed: list[tuple[str, tuple[str, ...]]] = []
+    conflicts: list[tuple[str, tuple[str, ...]]] = []
+    for old, new_path in table.items():
+        if old not in result:
+            continue
+        if len(new_path) == 1:
+            if new_path[0] in result:
+                conflicts.append((old, new_path))
+                continue
+            result[new_path[0]] = result.pop(old)
+        else:
+            parent_key, leaf = new_path
+            parent = result.get(parent_key)
+            if parent is not None and (not isinstance(parent, dict) or leaf in parent):
+                conflicts.append((old, new_path))
+                continue
+            result[parent_key] = {**(parent or {}), leaf: result.pop(old)}
+        renamed.append((old, new_path))
+    return result, renamed, conflicts
+
+
+def _rename_or_raise(data: Any, section: tuple[str, ...]) -> Any:
+    """Model-side handling of deprecated keys, for models built directly rather than through the loader."""
+    if not isinstance(data, dict):
+        return data
+    renamed_data, renamed, conflicts = rename_deprecated_keys(data, DEPRECATED_KEYS[section])
+    if conflicts:
+        old, new_path = conflicts[0]
+        raise KeyedValueError(old, f"'{old}' is the deprecated name of '{'.'.join(new_path)}'; give only one of them")
+    for old, new_path in renamed:
+        warnings.warn(
+            f"{'.'.join(section)}.{old} is deprecated; use {'.'.join(section)}.{'.'.join(new_path)} instead",
+            ModalkitDeprecationWarning,
+            stacklevel=2,
+        )
+    return renamed_data
+
+
+def _deprecated_properties(section: tuple[str, ...], types: dict[str, JsonDict]) -> JsonDict:
+    """JSON Schema entries for deprecated keys, so editors accept old files and flag the keys as deprecated."""
+    properties: JsonDict = {}
+    for old, new_path in DEPRECATED_KEYS[section].items():
+        properties[old] = {
+            **types[old],
+            "deprecated": True,
+            "description": f"Deprecated: use `{'.'.join(new_path)}` (the Modal 1.x name).",
+        }
+    return properties
+
+
+def _check_mount_point(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"mount point must be an absolute path starting with '/' (got {value!r})")
+    if _normalize_mount_point(value) in _RESERVED_MOUNT_POINTS:
+        raise ValueError(f"mount point {value!r} is reserved by Modal: do not mount at '/', '/root' or '/tmp'")
+    return value
+
+
+def _normalize_mount_point(value: str) -> str:
+    # normpath keeps a leading '//' (POSIX allows it a meaning); collapse it so '//root/' counts as '/root'.
+    return "/" + posixpath.normpath(value).lstrip("/")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        use_attribute_docstrings=True,
+        # Field names such as model_settings/model_entries are part of the earlier file format.
+        protected_namespaces=(),
+    )
+
+
+class BuildConfig(_Model):
+    """How the container image is built."""
+
+    image: str | None = None
+    """Registry image to start from (e.g. `python:3.11-slim`); null builds on Modal's debian_slim."""
+    tag: str = "latest"
+    """Tag of `image`."""
+    python_version: str | None = None
+    """Python version for debian_slim or to add to a registry image (quote it in YAML: "3.11")."""
+    workdir: str = "/root"
+    """Working directory inside the container."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables set in the image (quote values such as "1.0" or "false" in YAML)."""
+    extra_run_commands: str | list[str] = Field(default_factory=list)
+    """Shell commands run while building the image: one string or a list."""
+    pip_packages: list[str] = Field(default_factory=list)
+    """Extra pip requirements installed in the image."""
+    apt_packages: list[str] = Field(default_factory=list)
+    """Extra Debian packages installed in the image."""
+
+    @property
+    def run_commands(self) -> list[str]:
+        """``extra_run_commands`` as a list, whichever form the file used."""
+        if isinstance(self.extra_run_commands, str):
+            return [self.extra_run_commands] if self.extra_run_commands else []
+        return list(self.extra_run_commands)
+
+
+class ConcurrencyConfig(_Model):
+    """Inputs one container handles at once (Modal's `@modal.concurrent`)."""
+
+    max_inputs: int = Field(ge=1)
+    """Hard limit of concurrent inputs per container."""
+    target_inputs: int | None = Field(default=None, ge=1)
+    """Concurrency the autoscaler aims for; at most `max_inputs`. Null means `max_inputs`."""
+
+    @model_validator(mode="after")
+    def _target_within_max(self) -> ConcurrencyConfig:
+        if self.target_inputs is not None and self.target_inputs > self.max_inputs:
+            raise KeyedValueError(
+                "target_inputs",
+                f"must be <= max_inputs ({self.max_inputs}) (got {self.target_inputs})",
+            )
+        return self
+
+
+class CloudBucketMount(_Model):
+    """A cloud bucket (S3, R2, GCS) mounted into the container."""
+
+    mount_point: str
+    """Absolute path inside the container; not `/`, `/root` or `/tmp`."""
+    bucket_name: str
+    """Name of the bucket."""
+    bucket_endpoint_url: str | None = None
+    """Endpoint for non-AWS buckets (Cloudflare R2, Google Cloud Storage)."""
+    key_prefix: str | None = None
+    """Mount only keys under this prefix; must end with `/`."""
+    secret: str | None = None
+    """Name of the Modal secret holding the bucket credentials."""
+    oidc_auth_role_arn: str | None = None
+    """AWS role to assume through OIDC instead of a secret."""
+    read_only: bool = False
+    """Mount read-only."""
+    requester_pays: bool = False
+    """Bill requests to the requester (S3 requester-pays buckets)."""
+
+    @field_validator("mount_point")
+    @classmethod
+    def _mount_point_allowed(cls, value: str) -> str:
+        return _check_mount_point(value)
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith("/"):
+            raise ValueError(f"key_prefix must end with '/' (got {value!r}; did you mean {value + '/'!r}?)")
+        return value
+
+
+class Mount(_Model):
+    """A local file or directory added to the container image."""
+
+    local_path: str
+    """Path on the machine running the deploy."""
+    remote_path: str
+    """Absolute path inside the container."""
+    type: Literal["file", "dir"] = "file"
+    """Whether `local_path` is a single file or a directory."""
+
+    @field_validator("remote_path")
+    @classmethod
+    def _remote_path_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"remote_path must be an absolute path starting with '/' (got {value!r})")
+        return value
+
+
+_PositiveFloat = Annotated[float, Field(gt=0)]
+_PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _deployment_schema_extra(schema: JsonDict) -> None:
+    properties = schema.setdefault("properties", {})
+    assert isinstance(properties, dict)
+    integer: JsonDict = {"type": "integer"}
+    properties.update(
+        _deprecated_properties(
+            ("app_settings", "deployment_config"),
+            {
+                "concurrency_limit": integer,
+                "container_idle_timeout": integer,
+                "keep_warm": integer,
+                "allow_concurrent_inputs": integer,
+                "allow_concurrent_inputs_handler": integer,
+            },
+        )
+    )
+
+
+class DeploymentConfig(_Model):
+    """How the service runs on Modal: resources, scaling, storage, secrets.
+
+    The names are Modal 1.x's. The names Modal removed are still read, with a warning naming the new key:
+    `concurrency_limit` -> `max_containers`, `container_idle_timeout` -> `scaledown_window`,
+    `keep_warm` -> `min_containers`, `allow_concurrent_inputs` -> `concurrency.max_inputs`,
+    `allow_concurrent_inputs_handler` -> `handler_concurrency`.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_deployment_schema_extra)
+
+    gpu: str | Annotated[list[str], Field(min_length=1)] | None = None
+    """GPU type (`T4`, `A10G`, `A100`, `H100`, `L4`, ... with an optional `:count`), or a list in order of
+    preference; null for CPU only."""
+    cpu: _PositiveFloat | tuple[_PositiveFloat, _PositiveFloat] | None = None
+    """CPU cores reserved, or a `[request, limit]` pair."""
+    memory: _PositiveInt | tuple[_PositiveInt, _PositiveInt] | None = None
+    """Memory in MiB reserved, or a `[request, limit]` pair."""
+    timeout: int = Field(default=300, ge=1, le=86400)
+    """Seconds one call may run before Modal stops it (1..86400)."""
+    retries: int | None = Field(default=None, ge=0, le=10)
+    """Times Modal retries a failed call (0..10); null for Modal's default."""
+    region: str | Annotated[list[str], Field(min_length=1)] | None = None
+    """Region (or list of regions) the containers may run in."""
+    cloud: str | None = None
+    """Cloud provider (`aws`, `gcp`, `oci`, `auto`)."""
+    min_containers: int | None = Field(default=None, ge=0)
+    """Containers kept running even when idle (was `keep_warm`)."""
+    max_containers: int | None = Field(default=None, ge=1)
+    """Upper bound on running containers (was `concurrency_limit`)."""
+    buffer_containers: int | None = Field(default=None, ge=0)
+    """Extra idle containers kept ready while the service is busy."""
+    scaledown_window: int | None = Field(default=None, ge=2, le=3600)
+    """Seconds an idle container stays up before it is stopped (2..3600; was `container_idle_timeout`)."""
+    concurrency: ConcurrencyConfig | None = None
+    """Inputs one inference container handles at once (was `allow_concurrent_inputs`); null for one at a time."""
+    handler_concurrency: int = Field(default=100, ge=1)
+    """Concurrent requests one web-endpoint container accepts (was `allow_concurrent_inputs_handler`)."""
+    enable_memory_snapshot: bool = False
+    """Snapshot the container after start-up so later cold starts are faster."""
+    volumes: dict[str, str] = Field(default_factory=dict)
+    """Modal volumes to mount: absolute mount point -> volume name."""
+    volume_reload_interval_seconds: int | None = None
+    """Reload the volumes at most this often (seconds, >= 1) before a batch; null or absent means never.
+    The earlier modalkit's default of -1 reloaded every volume before every batch; that value is now refused."""
+    cloud_bucket_mounts: list[CloudBucketMount] = Field(default_factory=list)
+    """Cloud buckets to mount."""
+    secrets: list[str] = Field(default_factory=list)
+    """Names of Modal secrets whose values become environment variables."""
+    mounts: list[Mount] = Field(default_factory=list)
+    """Local files or directories added to the image."""
+    secure: bool = False
+    """Require Modal proxy auth (`Modal-Key`/`Modal-Secret` headers) on the web endpoint; locally the same
+    headers are checked against `app_settings.proxy_auth`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_deprecated_keys(cls, data: Any) -> Any:
+        return _rename_or_raise(data, ("app_settings", "deployment_config"))
+
+    @field_validator("volumes", mode="before")
+    @classmethod
+    def _null_volumes(cls, value: Any) -> Any:
+        # The earlier schema allowed `volumes: null`; keep reading such files.
+        return {} if value is None else value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_mount_points(cls, value: dict[str, str]) -> dict[str, str]:
+        for mount_point in value:
+            try:
+                _check_mount_point(mount_point)
+            except ValueError as exc:
+                raise KeyedValueError(f"volumes.{mount_point}", str(exc)) from None
+        return value
+
+    @field_validator("volume_reload_interval_seconds")
+    @classmethod
+    def _reload_interval(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(
+                f"must be >= 1 second or null (got {value}); the earlier -1 meant 'reload before every batch': "
+                "remove the key to never reload, or give an interval in seconds"
+            )
+        return value
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _request_within_limit(cls, value: Any) -> Any:
+        if isinstance(value, tuple) and value[0] > value[1]:
+            raise ValueError(f"the request must be <= the limit in [request, limit] (got [{value[0]}, {value[1]}])")
+        return value
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> DeploymentConfig:
+        low, high = self.min_containers, self.max_containers
+        if low is not None and high is not None and low > high:
+            raise KeyedValueError("min_containers", f"must be <= max_containers ({high}) (got {low})")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_mount_points(self) -> DeploymentConfig:
+        seen: dict[str, str] = {}
+        points = [(f"volumes.{p}", p) for p in self.volumes]
+        points += [
+            (f"cloud_bucket_mounts.{i}.mount_point", m.mount_point) for i, m in enumerate(self.cloud_bucket_mounts)
+        ]
+        for key, point in points:
+            normalized = _normalize_mount_point(point)
+            if normalized in seen:
+                raise KeyedValueError(key, f"mount point {point!r} is already used by {seen[normalized]}")
+            seen[normalized] = key
+        return self
+
+
+class BatchConfig(_Model):
+    """Dynamic batching (Modal's `@modal.batched`; the local batcher follows the same rules)."""
+
+    max_batch_size: int = Field(default=1, ge=1, le=1000)
+    """Most inputs combined into one batch (1..1000)."""
+    wait_ms: int = Field(default=0, ge=0, le=600000)
+    """Milliseconds to wait for more inputs after the first one arrives (0..600000)."""
+
+
+class SQSConfig(_Model):
+    """Amazon SQS settings for the `sqs` queue backend."""
+
+    region_name: str | None = None
+    """AWS region; null uses the AWS SDK's usual lookup (AWS_REGION, profile)."""
+    endpoint_url: str | None = None
+    """Custom endpoint (e.g. a local moto or LocalStack); null uses AWS."""
+    create_missing: bool = False
+    """Create a queue that does not exist. Off by default so a typo in a queue name fails loudly."""
+    fifo: bool | None = None
+    """Treat queues as FIFO; null decides from the name (a `.fifo` suffix)."""
+    message_group_id: str = Field(default="modalkit", min_length=1, max_length=128)
+    """MessageGroupId for FIFO queues."""
+
+
+class RetryConfig(_Model):
+    """Retries with exponential backoff and jitter for result delivery."""
+
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    """Delivery attempts before a message goes to the dead letter (1..100)."""
+    initial_backoff_seconds: float = Field(default=0.2, ge=0)
+    """Wait before the first retry; doubled after each failure."""
+    max_backoff_seconds: float = Field(default=10.0, ge=0)
+    """Upper bound on the wait between retries."""
+    jitter: bool = True
+    """Randomize each wait (full jitter) so many senders do not retry in lockstep."""
+
+    @model_validator(mode="after")
+    def _initial_within_max(self) -> RetryConfig:
+        if self.initial_backoff_seconds > self.max_backoff_seconds:
+            raise KeyedValueError(
+                "initial_backoff_seconds",
+                f"must be <= max_backoff_seconds ({self.max_backoff_seconds}) (got {self.initial_backoff_seconds})",
+            )
+        return self
+
+
+class DeadLetterConfig(_Model):
+    """Where a result goes when every delivery attempt failed."""
+
+    queue: str | None = None
+    """Dead-letter queue name on the configured backend; null means the local file only."""
+    file: str = "modalkit-dead-letters.jsonl"
+    """JSON-lines file used when no dead-letter queue is set or it is unreachable."""
+
+
+class QueueConfig(_Model):
+    """Where async results are delivered, and how reliably."""
+
+    backend: str = "memory"
+    """Queue backend: `memory`, `sqs`, `taskiq`, or the name of a backend you registered.
+    (The earlier modalkit defaulted to `sqs`.)"""
+    broker_url: str = "memory://"
+    """Broker URL for taskiq (`redis://host:6379`, or `memory://` for development)."""
+    sqs: SQSConfig = Field(default_factory=SQSConfig)
+    """Settings for the `sqs` backend."""
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    """Delivery retries."""
+    outbox_size: int = Field(default=10000, ge=1)
+    """Most results waiting for delivery in memory; beyond it new async requests get 503."""
+    dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
+    """Where undeliverable results go."""
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_name(cls, value: str) -> str:
+        if not _BACKEND_RE.match(value):
+            raise ValueError(
+                f"expected a backend name such as 'memory', 'sqs', 'taskiq' or a registered name (got {value!r})"
+            )
+        return value
+
+
+def _auth_schema_extra(schema: JsonDict) -> None:
+    properties = schema.setdefault("properties", {})
+    assert isinstance(properties, dict)
+    properties.update(_deprecated_properties(("app_settings", "auth_config"), {"auth_header": {"type": "string"}}))
+
+
+class AuthConfig(_Model):
+    """API-key auth for the predict and job routes. Give exactly one key source:
+    `api_key`, `api_key_env` or `ssm_key`."""
+
+    model_config = ConfigDict(json_schema_extra=_auth_schema_extra)
+
+    header: str = "x-api-key"
+    """Request header carrying the key (was `auth_header`)."""
+    api_key: str | Annotated[list[str], Field(min_length=1)] | None = Field(default=None, repr=False)
+    """The key itself, or several valid keys: for development only, never commit real keys."""
+    api_key_env: str | None = None
+    """Environment variable holding the key (several keys may be given comma-separated)."""
+    ssm_key: str | None = None
+    """AWS SSM parameter name holding the key (a SecureString, read with decryption)."""
+    ssm_region: str | None = None
+    """AWS region of the SSM parameter; null uses the AWS SDK's usual lookup."""
+    ssm_endpoint_url: str | None = None
+    """Custom SSM endpoint (e.g. a local moto); null uses AWS."""
+    cache_ttl_seconds: float = Field(default=300, gt=0)
+    """How long a key read from SSM is cached before it is fetched again."""
+    grace_period_seconds: float = Field(default=3600, ge=0)
+    """How long the previous key keeps working after a rotation."""
+    protect_metrics: bool = False
+    """Also require the key on `/metrics`."""
+    max_key_length: int = Field(default=4096, ge=1)
+    """Longer presented keys are refused without being compared."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_deprecated_keys(cls, data: Any) -> Any:
+        return _rename_or_raise(data, ("app_settings", "auth_config"))
+
+    @field_validator("header")
+    @classmethod
+    def _header_token(cls, value: str) -> str:
+        if not _HEADER_RE.match(value):
+            raise ValueError(f"expected an HTTP header name such as 'x-api-key' (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> AuthConfig:
+        given = [name for name in ("api_key", "api_key_env", "ssm_key") if getattr(self, name) is not None]
+        if len(given) != 1:
+            which = f"{', '.join(given)} are set" if given else "none is set"
+            raise ValueError(
+                f"give exactly one key source: api_key, api_key_env or ssm_key ({which}); "
+                "remove auth_config entirely to serve without API-key auth"
+            )
+        return self
+
+
+class ProxyAuthConfig(_Model):
+    """Local equivalent of Modal proxy auth, used when `deployment_config.secure` is true: the service requires
+    `Modal-Key` and `Modal-Secret` headers matching these environment variables."""
+
+    key_env: str = "MODAL_PROXY_KEY"
+    """Environment variable holding the expected `Modal-Key`."""
+    secret_env: str = "MODAL_PROXY_SECRET"  # noqa: S105 - a variable name, not a secret
+    """Environment variable holding the expected `Modal-Secret`."""
+
+
+class ServerConfig(_Model):
+    """Local serving and request limits (the limits apply on Modal too)."""
+
+    host: str = "127.0.0.1"
+    """Interface `modalkit serve` binds to."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port `modalkit serve` listens on (0 picks a free one)."""
+    max_queue_size: int = Field(default=1024, ge=1)
+    """Most requests waiting for a batch; beyond it requests get 503 with Retry-After."""
+    request_timeout_seconds: float = Field(default=60, gt=0)
+    """A request still unanswered after this gets 504."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    """Largest request body accepted; larger ones get 413."""
+    max_batch_items: int = Field(default=256, ge=1)
+    """Most items in one `/predict_batch` request."""
+    max_json_depth: int = Field(default=32, ge=1)
+    """Deepest JSON nesting accepted in a request body."""
+    job_ttl_seconds: float = Field(default=3600, gt=0)
+    """How long a finished async job's status stays readable at `/jobs/{job_id}`."""
+    max_jobs: int = Field(default=100_000, ge=1)
+    """Most job statuses kept; the oldest finished ones are dropped first."""
+    log_level: str = "INFO"
+    """Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    drain_timeout_seconds: float = Field(default=30, ge=0)
+    """On shutdown, how long to wait for in-flight batches and pending deliveries."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)} (got {value!r})")
+        return level
+
+
+class AppSettings(_Model):
+    """The service: naming, image, deployment, batching, queues, auth, serving limits."""
+
+    app_prefix: str = Field(min_length=1, max_length=64)
+    """Prefix of the Modal app name (letters, digits, `.`, `_`, `-`)."""
+    build_config: BuildConfig = Field(default_factory=BuildConfig)
+    """Container image."""
+    deployment_config: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    """Resources, scaling, storage and secrets on Modal."""
+    batch_config: BatchConfig = Field(default_factory=BatchConfig)
+    """Dynamic batching."""
+    queue_config: QueueConfig = Field(default_factory=QueueConfig)
+    """Async result delivery."""
+    auth_config: AuthConfig | None = None
+    """API-key auth; absent or null serves without API keys."""
+    proxy_auth: ProxyAuthConfig = Field(default_factory=ProxyAuthConfig)
+    """Local Modal proxy auth, used when `deployment_config.secure` is true."""
+    server_config: ServerConfig = Field(default_factory=ServerConfig)
+    """Local serving and request limits."""
+
+    @field_validator("app_prefix")
+    @classmethod
+    def _app_name_chars(cls, value: str) -> str:
+        if not _APP_PREFIX_RE.match(value):
+            raise ValueError(f"may contain only letters, digits, '.', '_' and '-' (got {value!r})")
+        return value
+
+
+class ModelSettings(_Model):
+    """The models served and the keyword arguments each pipeline is built with."""
+
+    local_model_repository_folder: str = "."
+    """Folder holding the model files, passed to pipelines as `all_model_data_folder`."""
+    common: dict[str, Any] = Field(default_factory=dict)
+    """Settings shared by every model (passed to pipelines as `common_settings`)."""
+    model_entries: dict[str, dict[str, Any]] = Field(min_length=1)
+    """Model name -> keyword arguments for its pipeline. At least one entry."""
+
+    @field_validator("model_entries", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value:
+            raise ValueError("needs at least one model, e.g. `my_model: {}` (the key is the model name)")
+        return value
+
+
+class Settings(_Model):
+    """A whole modalkit.yaml."""
+
+    app_settings: AppSettings
+    """The service."""
+    model_settings: ModelSettings
+    """The models."""

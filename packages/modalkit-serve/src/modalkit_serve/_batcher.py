@@ -1,0 +1,343 @@
+"""Batcher: ``@modal.batched(max_batch_size, wait_ms)`` semantics on one machine.
+
+Callers on the event loop submit single items; one thread per model takes them in batches of up to
+``max_batch_size`` and runs them through the `Worker`, one batch at a time (like one GPU). Results come back
+to the loop with one ``call_soon_threadsafe`` per batch, so the cost of crossing threads is paid per batch,
+not per item.
+
+When does a batch start? Never later than necessary: when the model is idle, the items that arrived in the
+current turn of the event loop run right away (a burst of concurrent requests lands in one batch, and a lone
+request does not wait for company). While the model is busy, items accumulate and the next batch takes up to
+``max_batch_size`` of them the moment the previous one finishes. ``wait_ms`` is therefore only an upper bound
+that this scheduling never reaches; it is kept so the same config means the same thing on Modal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from modalkit_pipeline import AsyncInputModel, ItemError
+from modalkit_serve._jobs import Job
+from modalkit_serve._worker import Worker
+from modalkit_serve.errors import NotReadyError, QueueFullError, RequestTimeoutError
+
+__all__ = ["BatchItem", "BatchObserver", "Batcher"]
+
+logger = logging.getLogger("modalkit.batcher")
+
+BatchObserver = Callable[[str, int, float, float], object]
+"""Called on the event loop after each batch with (model_name, batch size, oldest item's wait s, run time s)."""
+
+
+class BatchItem:
+    """One queued input. After it ran, ``batch_size`` and ``queue_wait`` say how (for the access log)."""
+
+    __slots__ = ("batch_size", "deadline", "future", "job", "message", "queue_wait", "submitted")
+
+    def __init__(self, message: BaseModel, future: asyncio.Future[BaseModel] | None, submitted: float) -> None:
+        self.message = message
+        self.future = future
+        self.submitted = submitted
+        self.deadline = 0.0
+        self.job: Job | None = None
+        self.batch_size = 0
+        self.queue_wait = 0.0
+
+
+class Batcher:
+    """Groups single items into batches for one model and runs them off the event loop.
+
+    Create it, then call `start` from the event loop that will submit to it.
+
+    Args:
+        worker: Runs each batch.
+        max_batch_size: The most items in one batch.
+        wait_ms: The most an item waits for batch-mates (an upper bound; see the module docstring).
+        max_queue_size: The most items waiting (not yet in a batch); beyond it `submit` raises `QueueFullError`.
+        timeout_seconds: A sync item not answered within this gets `RequestTimeoutError` (async jobs never
+            time out: they were accepted and are always run and delivered).
+        model_name: For logs and metrics.
+        on_batch: Called on the event loop after each batch (see `BatchObserver`).
+        on_job_done: Called on the event loop with each finished async job and its result.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        max_batch_size: int,
+        wait_ms: float,
+        max_queue_size: int,
+        timeout_seconds: float,
+        model_name: str = "model",
+        on_batch: BatchObserver | None = None,
+        on_job_done: Callable[[Job, BaseModel], object] | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_queue_size < 1 or timeout_seconds <= 0:
+            raise ValueError("max_batch_size and max_queue_size must be >= 1 and timeout_seconds > 0")
+        self.worker = worker
+        self.max_batch_size = max_batch_size
+        self.wait_ms = wait_ms
+        self.max_queue_size = max_queue_size
+        self.timeout_seconds = timeout_seconds
+        self.model_name = model_name
+        self.on_batch = on_batch
+        self.on_job_done = on_job_done
+        self._queue: deque[BatchItem] = deque()
+        # Sync items in submission order; with one timeout for all, also deadline order (see _sweep).
+        self._pending: deque[BatchItem] = deque()
+        self._wake = threading.Event()
+        self._kick_scheduled = False
+        self._closing = False
+        self._accepting = False
+        self._running_batch = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = max(0.005, min(0.1, timeout_seconds / 10))
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the batch thread. Call from the event loop that will submit items."""
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._exited = self._loop.create_future()
+        self._accepting = True
+        self._wake.set()  # "busy" until the thread first finds the queue empty
+        self._thread = threading.Thread(target=self._thread_main, name=f"modalkit-batch-{self.model_name}", daemon=True)
+        self._thread.start()
+        self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
+
+    async def close(self, grace_seconds: float | None = None) -> bool:
+        """Stop accepting items, finish every queued and running batch, stop the thread.
+
+        Args:
+            grace_seconds: The most seconds to wait; None waits as long as it takes.
+
+        Returns:
+            True when everything queued was run; False when the grace period expired first (the rest is logged).
+        """
+        self._accepting = False
+        if self._thread is None or self._exited is None:
+            return True
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._exited), grace_seconds)
+        except TimeoutError:
+            logger.error(
+                "model %s: %d queued items and a running batch were not finished within %.1fs of shutdown",
+                self.model_name,
+                len(self._queue),
+                grace_seconds or 0.0,
+            )
+            return False
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+        return True
+
+    @property
+    def depth(self) -> int:
+        """Items waiting for a batch (not counting the one running)."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Items waiting plus items in the running batch."""
+        return len(self._queue) + self._running_batch
+
+    # -- submitting (event loop thread) ----------------------------------------------------------------------
+
+    def submit(self, message: BaseModel) -> BatchItem:
+        """Queue one sync input; await ``item.future`` for its result.
+
+        Raises:
+            NotReadyError: the batcher is closing or its worker stopped after a fatal error.
+            QueueFullError: ``max_queue_size`` items are already waiting.
+        """
+        self._check_room(1)
+        return self._enqueue(message)
+
+    def submit_many(self, messages: Sequence[BaseModel]) -> list[BatchItem]:
+        """Queue several sync inputs, all or none.
+
+        Raises:
+            NotReadyError: as for `submit`.
+            QueueFullError: they do not all fit.
+        """
+        self._check_room(len(messages))
+        return [self._enqueue(m) for m in messages]
+
+    def submit_job(self, job: Job) -> None:
+        """Queue an accepted async job; `on_job_done` gets its result. Never times out.
+
+        Raises:
+            NotReadyError: as for `submit`.
+            QueueFullError: as for `submit`.
+        """
+        self._check_room(1)
+        item = BatchItem(job.request.message, None, time.perf_counter())
+        item.job = job
+        self._queue.append(item)
+        self._kick()
+
+    async def result(self, item: BatchItem) -> BaseModel:
+        """Wait for a submitted item's result.
+
+        Raises:
+            RequestTimeoutError: it was not answered within ``timeout_seconds``.
+        """
+        assert item.future is not None
+        return await item.future
+
+    def _check_room(self, n: int) -> None:
+        if not self._accepting:
+            raise NotReadyError(f"model {self.model_name} is not accepting requests (starting or shutting down)")
+        if not self.worker.ready:
+            raise NotReadyError(f"model {self.model_name} stopped after a fatal error")
+        if len(self._queue) + n > self.max_queue_size:
+            raise QueueFullError(
+                f"model {self.model_name} has {len(self._queue)} requests queued (limit {self.max_queue_size}); "
+                "retry later"
+            )
+
+    def _enqueue(self, message: BaseModel) -> BatchItem:
+        assert self._loop is not None
+        now = time.perf_counter()
+        item = BatchItem(message, self._loop.create_future(), now)
+        item.deadline = now + self.timeout_seconds
+        self._queue.append(item)
+        self._pending.append(item)
+        self._kick()
+        return item
+
+    def _kick(self) -> None:
+        # Wake an idle thread at the end of this turn of the loop, not now: the other requests that arrived in
+        # the same turn then land in the same batch. A busy thread (event set) needs no wake-up.
+        if not self._kick_scheduled and not self._wake.is_set():
+            self._kick_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._wake_thread)
+
+    def _wake_thread(self) -> None:
+        self._kick_scheduled = False
+        self._wake.set()
+
+    def _sweep(self) -> None:
+        """Fail sync items past their deadline; runs on the loop every few ms to tens of ms."""
+        now = time.perf_counter()
+        pending = self._pending
+        while pending:
+            item = pending[0]
+            future = item.future
+            if future is None or future.done():
+                pending.popleft()
+            elif item.deadline <= now:
+                pending.popleft()
+                future.set_exception(
+                    RequestTimeoutError(
+                        f"model {self.model_name} did not answer within {self.timeout_seconds:g}s "
+                        "(server_config.request_timeout_seconds)"
+                    )
+                )
+            else:
+                break
+        if self._loop is not None and not (self._closing and self._exited is not None and self._exited.done()):
+            self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
+
+    # -- the batch thread ------------------------------------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        queue = self._queue
+        wake = self._wake
+        max_size = self.max_batch_size
+        try:
+            while True:
+                if not queue:
+                    if self._closing:
+                        break
+                    wake.clear()
+                    # Re-check after clearing: an item appended before the clear saw the event set and did not
+                    # schedule a wake-up.
+                    if not queue and not self._closing:
+                        wake.wait()
+                    continue
+                batch: list[BatchItem] = []
+                while queue and len(batch) < max_size:
+                    item = queue.popleft()
+                    # A sync item whose caller already got a timeout is dropped (reading done() from this thread
+                    # is a plain flag read; at worst an item that timed out a moment ago still runs).
+                    if item.future is not None and item.future.done():
+                        continue
+                    batch.append(item)
+                if batch:
+                    self._run(batch)
+        finally:
+            self._post(self._thread_exited)
+
+    def _run(self, batch: list[BatchItem]) -> None:
+        self._running_batch = len(batch)
+        started = time.perf_counter()
+        messages: list[BaseModel] = []
+        jobs: dict[int, tuple[AsyncInputModel[Any], str]] | None = None
+        for i, item in enumerate(batch):
+            messages.append(item.message)
+            if item.job is not None:
+                item.job.status = "running"
+                if jobs is None:
+                    jobs = {}
+                jobs[i] = (item.job.request, item.job.job_id)
+        try:
+            results = self.worker.run_messages(messages, jobs)
+        except Exception:
+            # run_messages isolates pipeline failures itself; this guards against a bug in the worker or sender.
+            logger.exception("model %s: batch of %d failed outside the pipeline", self.model_name, len(batch))
+            results = [ItemError(error="internal error while running the batch", index=i) for i in range(len(batch))]
+        finished = time.perf_counter()
+        self._running_batch = 0
+        self._post(self._complete, batch, results, started, finished)
+
+    def _post(self, callback: Callable[..., object], *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: nobody is waiting for these results any more
+            logger.warning("model %s: event loop closed before a batch's results were handed back", self.model_name)
+
+    # -- back on the event loop ------------------------------------------------------------------------------
+
+    def _complete(self, batch: list[BatchItem], results: list[BaseModel], started: float, finished: float) -> None:
+        n = len(batch)
+        for item, result in zip(batch, results, strict=True):
+            item.batch_size = n
+            item.queue_wait = started - item.submitted
+            future = item.future
+            if future is not None:
+                if not future.done():
+                    future.set_result(result)
+            elif item.job is not None and self.on_job_done is not None:
+                try:
+                    self.on_job_done(item.job, result)
+                except Exception:
+                    logger.exception("model %s: recording job %s failed", self.model_name, item.job.job_id)
+        if self.on_batch is not None:
+            self.on_batch(self.model_name, n, started - batch[0].submitted, finished - started)
+
+    def _thread_exited(self) -> None:
+        self._accepting = False
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)

@@ -1,0 +1,282 @@
+"""Worker: the one place a batch runs, locally (in the batcher's thread) and inside a Modal container."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, InferencePipeline, ItemError, SyncInputModel
+from modalkit_pipeline.errors import OutputCountError
+from modalkit_serve._ids import new_job_id
+
+__all__ = ["Sender", "Worker", "is_fatal_error", "safe_error_message"]
+
+logger = logging.getLogger("modalkit.worker")
+
+# torch raises these for CUDA failures (torch.cuda.CudaError; torch.AcceleratorError since 2.8). After one of
+# them the CUDA context is usually corrupt: every later batch on this process would fail or, worse, be wrong.
+_FATAL_CLASS_NAMES = frozenset({"CudaError", "CUDAError", "AcceleratorError"})
+_FATAL_TEXT = "CUDA error"
+_MAX_ERROR_CHARS = 500
+
+
+class Sender(Protocol):
+    """Where async results go: `modalkit_queue.ReliableSender` (thread-safe, never blocks)."""
+
+    def submit(self, queue_name: str, message: str, job_id: str) -> None:
+        """Queue one message for delivery; raises when the outbox is full."""
+
+
+def is_fatal_error(exc: BaseException) -> bool:
+    """Whether an exception (or one it was raised from) is a CUDA error, which leaves the process unusable."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(klass.__name__ in _FATAL_CLASS_NAMES for klass in type(current).__mro__):
+            return True
+        try:
+            text = str(current)
+        except Exception:  # a broken __str__ must not hide the original failure
+            text = ""
+        if _FATAL_TEXT in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def safe_error_message(exc: BaseException) -> str:
+    """What a client may see about an exception: its type and message, bounded, never a stack trace."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if len(message) > _MAX_ERROR_CHARS:
+        message = message[: _MAX_ERROR_CHARS - 3] + "..."
+    return message
+
+
+class Worker:
+    """Runs batches through one pipeline, keeping one bad item from failing the rest of its batch.
+
+    Thread-safe: batches and volume reloads on one worker never overlap (one model, one accelerator).
+    It is synchronous and needs no event loop, so Modal's batched method can call it directly.
+
+    Args:
+        pipeline: The loaded pipeline.
+        sender: Delivers async results (`modalkit_queue.ReliableSender`). Without one, async results are
+            logged at ERROR level (with their payload) instead of being delivered.
+        on_fatal: Called once, with the exception, when a CUDA error makes this process unusable
+            (on Modal: stop fetching inputs). Errors it raises are logged.
+    """
+
+    def __init__(
+        self,
+        pipeline: InferencePipeline[Any, Any],
+        sender: Sender | None = None,
+        on_fatal: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.sender = sender
+        self.on_fatal = on_fatal
+        self.fatal_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._name = getattr(pipeline, "model_name", type(pipeline).__name__)
+
+    @property
+    def ready(self) -> bool:
+        """False once a fatal error stopped this worker."""
+        return self.fatal_error is None
+
+    def run_batch(
+        self,
+        items: Sequence[SyncInputModel[Any] | AsyncInputModel[Any]],
+        job_ids: Sequence[str | None] | None = None,
+    ) -> list[BaseModel]:
+        """Run one batch of requests and deliver the async ones.
+
+        Args:
+            items: Sync and async requests, in any mix.
+            job_ids: The job id of each item (None for sync items); async items without one get a new id.
+
+        Returns:
+            One result per item, in order: the pipeline's output, or an `ItemError` for an item that failed.
+        """
+        messages = [item.message for item in items]
+        jobs: dict[int, tuple[AsyncInputModel[Any], str]] = {}
+        for i, item in enumerate(items):
+            if isinstance(item, AsyncInputModel):
+                given = job_ids[i] if job_ids is not None else None
+                jobs[i] = (item, given or new_job_id())
+        return self.run_messages(messages, jobs)
+
+    def run_messages(
+        self,
+        messages: list[BaseModel],
+        async_jobs: Mapping[int, tuple[AsyncInputModel[Any], str]] | None = None,
+    ) -> list[BaseModel]:
+        """Like `run_batch`, on the bare input models: the batcher's path, which skips wrapping every item.
+
+        Args:
+            messages: The inputs.
+            async_jobs: For the positions that are async requests: the request and its job id.
+
+        Returns:
+            One result per input, in order.
+        """
+        if not messages:
+            return []
+        with self._lock:
+            results = self._infer(messages)
+        if async_jobs:
+            for i, (request, job_id) in async_jobs.items():
+                self.deliver(request, results[i], job_id)
+        return results
+
+    def deliver(self, request: AsyncInputModel[Any], result: BaseModel, job_id: str) -> None:
+        """Send one async result to its success or failure queue (skipped when that queue name is empty).
+
+        The message is the result's JSON object plus ``job_id`` and the request's ``meta``; a failure also
+        carries ``original_message`` (the request), like the earlier modalkit's DelayedFailureOutputModel.
+        """
+        failed = isinstance(result, InferenceOutputModel) and result.status != "success"
+        queue = request.failure_queue if failed else request.success_queue
+        if not queue:
+            return
+        body: dict[str, Any] = result.model_dump(mode="json")
+        body["job_id"] = job_id
+        body["meta"] = request.meta
+        if failed:
+            body["original_message"] = request.model_dump(mode="json")
+        payload = json.dumps(body, separators=(",", ":"), default=str)
+        if self.sender is None:
+            logger.error(
+                "no queue sender configured; async result for job %s to queue %r not delivered",
+                job_id,
+                queue,
+                extra={"job_id": job_id, "queue": queue, "payload": payload},
+            )
+            return
+        try:
+            self.sender.submit(queue, payload, job_id)
+        except Exception as exc:
+            logger.error(
+                "could not hand the result of job %s to the queue sender for %r: %s",
+                job_id,
+                queue,
+                safe_error_message(exc),
+                extra={"job_id": job_id, "queue": queue, "payload": payload},
+            )
+
+    def on_volume_reload(self) -> bool:
+        """Tell the pipeline its volumes were reloaded. Errors are logged, not raised.
+
+        Returns:
+            Whether the pipeline's hook succeeded.
+        """
+        with self._lock:
+            try:
+                self.pipeline.on_volume_reload()
+            except Exception:
+                logger.exception("%s.on_volume_reload failed; still serving the artefacts already loaded", self._name)
+                return False
+        return True
+
+    def reload_volumes(self, reload: Callable[[], object]) -> bool:
+        """Run ``reload`` (e.g. reload every Modal volume) between batches, then the pipeline's hook.
+
+        Errors are logged, not raised; when ``reload`` fails the hook is not called.
+
+        Returns:
+            Whether both steps succeeded.
+        """
+        with self._lock:
+            try:
+                reload()
+            except Exception:
+                logger.exception("volume reload failed for %s; keeping the current artefacts", self._name)
+                return False
+        return self.on_volume_reload()
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _infer(self, messages: list[BaseModel]) -> list[BaseModel]:
+        if self.fatal_error is not None:
+            return self._all_failed(len(messages), "worker stopped after a fatal error; the service is not ready")
+        state = _IsolationState()
+        return self._run(messages, 0, state)
+
+    def _run(self, messages: list[BaseModel], offset: int, state: _IsolationState) -> list[BaseModel]:
+        if self.fatal_error is not None:
+            return self._all_failed(len(messages), "worker stopped after a fatal error; the service is not ready")
+        try:
+            outputs = self.pipeline.run_inference(messages)
+        except OutputCountError as exc:
+            # A bug in postprocess, not in any one input: re-running pieces of the batch cannot help.
+            logger.error("%s", exc)
+            return self._all_failed(len(messages), str(exc))
+        except Exception as exc:
+            if is_fatal_error(exc):
+                self._fatal(exc)
+                return self._all_failed(len(messages), f"fatal error, worker stopped: {safe_error_message(exc)}")
+            if len(messages) == 1:
+                self._log_item_failure(exc, offset, state)
+                return [ItemError(error=safe_error_message(exc), index=offset)]
+            if not state.split_logged:
+                state.split_logged = True
+                logger.warning(
+                    "%s raised on a batch of %d (%s); re-running it in halves to isolate the failing items",
+                    self._name,
+                    len(messages),
+                    safe_error_message(exc),
+                )
+            # Bisect: items that fail only in some company still get their answer; a lone bad item costs
+            # about 2*log2(n) extra runs instead of n.
+            mid = len(messages) // 2
+            return self._run(messages[:mid], offset, state) + self._run(messages[mid:], offset + mid, state)
+        return [self._checked(out, offset + i) for i, out in enumerate(outputs)]
+
+    def _checked(self, out: object, index: int) -> BaseModel:
+        if isinstance(out, BaseModel):
+            return out
+        logger.error("%s returned a %s for item %d, not a pydantic model", self._name, type(out).__name__, index)
+        return ItemError(error=f"the pipeline returned a {type(out).__name__}, not its output model", index=index)
+
+    def _log_item_failure(self, exc: Exception, index: int, state: _IsolationState) -> None:
+        # One stack trace per batch is enough to debug; the rest would repeat it.
+        if not state.trace_logged:
+            state.trace_logged = True
+            logger.error("%s failed on item %d of a batch", self._name, index, exc_info=exc)
+        else:
+            logger.error("%s failed on item %d of a batch: %s", self._name, index, safe_error_message(exc))
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self.fatal_error is not None:
+            return
+        self.fatal_error = exc
+        logger.critical("%s hit a fatal CUDA error; this worker stops taking work", self._name, exc_info=exc)
+        if self.on_fatal is not None:
+            try:
+                self.on_fatal(exc)
+            except Exception:
+                logger.exception("the on_fatal callback failed")
+
+    @staticmethod
+    def _all_failed(n: int, message: str) -> list[BaseModel]:
+        return [ItemError(error=message, index=i) for i in range(n)]
+
+
+class _IsolationState:
+    """What was already logged while isolating the failures of one batch."""
+
+    __slots__ = ("split_logged", "trace_logged")
+
+    def __init__(self) -> None:
+        self.split_logged = False
+        self.trace_logged = False

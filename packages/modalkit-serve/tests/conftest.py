@@ -1,0 +1,10 @@
+"""Test support for modalkit-serve: makes ``serve_support`` (the toy pipeline and helpers) importable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = str(Path(__file__).parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)

@@ -6,6 +6,7 @@ Nothing is read at import time: call :func:`load_settings` (files, ``MODALKIT_``
 
 from importlib.metadata import version as _version
 
+from modalkit_config._loader import load_settings, settings_from_dict
 from modalkit_config._models import (
     AppSettings,
     AuthConfig,
@@ -24,6 +25,7 @@ from modalkit_config._models import (
     Settings,
     SQSConfig,
 )
+from modalkit_config._schema import json_schema
 from modalkit_config.errors import (
     ConfigError,
     ConfigFileNotFoundError,
@@ -59,4 +61,7 @@ __all__ = [
     "ServerConfig",
     "Settings",
     "__version__",
+    "json_schema",
+    "load_settings",
+    "settings_from_dict",
 ]

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from modalkit_config._paths import KeyPath, format_key_path
 from modalkit_config.errors import ModalkitDeprecationWarning
 
 __all__ = [
@@ -69,9 +70,9 @@ class KeyedValueError(ValueError):
     section; the loader reads ``key`` to point the message, and its line, at the offending key.
     """
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str | KeyPath, message: str) -> None:
         super().__init__(message)
-        self.key = key
+        self.key: KeyPath = (key,) if isinstance(key, str) else key
 
 
 def rename_deprecated_keys(
@@ -352,7 +353,7 @@ class DeploymentConfig(_Model):
             try:
                 _check_mount_point(mount_point)
             except ValueError as exc:
-                raise KeyedValueError(f"volumes.{mount_point}", str(exc)) from None
+                raise KeyedValueError((mount_point,), str(exc)) from None
         return value
 
     @field_validator("volume_reload_interval_seconds")
@@ -381,15 +382,17 @@ class DeploymentConfig(_Model):
 
     @model_validator(mode="after")
     def _distinct_mount_points(self) -> DeploymentConfig:
-        seen: dict[str, str] = {}
-        points = [(f"volumes.{p}", p) for p in self.volumes]
+        seen: dict[str, KeyPath] = {}
+        points: list[tuple[KeyPath, str]] = [(("volumes", p), p) for p in self.volumes]
         points += [
-            (f"cloud_bucket_mounts.{i}.mount_point", m.mount_point) for i, m in enumerate(self.cloud_bucket_mounts)
+            (("cloud_bucket_mounts", i, "mount_point"), m.mount_point) for i, m in enumerate(self.cloud_bucket_mounts)
         ]
         for key, point in points:
             normalized = _normalize_mount_point(point)
             if normalized in seen:
-                raise KeyedValueError(key, f"mount point {point!r} is already used by {seen[normalized]}")
+                raise KeyedValueError(
+                    key, f"mount point {point!r} is already used by {format_key_path(seen[normalized])}"
+                )
             seen[normalized] = key
         return self
 

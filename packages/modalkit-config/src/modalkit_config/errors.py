@@ -86,4 +86,13 @@ class ConfigValidationError(ConfigError):
 
 
 class ModalkitDeprecationWarning(FutureWarning):
-    """A deprecated configuration key was used; the message names the key to use instead."""
+    """A deprecated configuration key was used; the message names the key to use instead.
+
+    Attributes:
+        issue: Where the deprecated key was found (file, line, key path), when it came from the loader;
+            ``issue.message`` reads ``is deprecated; use <new key> instead``.
+    """
+
+    def __init__(self, message: str, issue: ConfigIssue | None = None) -> None:
+        super().__init__(message)
+        self.issue = issue

@@ -1,0 +1,449 @@
+"""Loading: files, overlays, environment variables, .env, and the errors each can produce."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modalkit_config import (
+    ConfigFileNotFoundError,
+    ConfigIssue,
+    ConfigSyntaxError,
+    ConfigValidationError,
+    ModalkitDeprecationWarning,
+    Settings,
+    load_settings,
+    settings_from_dict,
+)
+
+Write = Callable[[str, str], Path]
+
+MINIMAL_YAML = """
+app_settings:
+  app_prefix: demo
+model_settings:
+  model_entries:
+    m: {}
+"""
+
+
+def test_earlier_example_file_validates_and_warns_about_each_deprecated_key(fixtures_dir: Path) -> None:
+    path = fixtures_dir / "modalkit.yaml"
+    with pytest.warns(ModalkitDeprecationWarning) as record:
+        settings = load_settings(path, env={}, env_file=None)
+    messages = sorted(str(w.message) for w in record)
+    assert messages == [
+        f"{path}:18: app_settings.deployment_config.concurrency_limit is deprecated; "
+        "use app_settings.deployment_config.max_containers instead",
+        f"{path}:19: app_settings.deployment_config.container_idle_timeout is deprecated; "
+        "use app_settings.deployment_config.scaledown_window instead",
+        f"{path}:9: app_settings.auth_config.auth_header is deprecated; use app_settings.auth_config.header instead",
+    ]
+    # The warning points at the caller, so users see their own line.
+    assert {w.filename for w in record} == {__file__}
+    app = settings.app_settings
+    assert app.app_prefix == "my-ml-service"
+    assert app.auth_config is not None
+    assert app.auth_config.ssm_key == "/my-service/api-key"
+    assert app.auth_config.header == "x-api-key"
+    assert app.build_config.image == "python:3.11-slim"
+    assert app.build_config.env == {"MODEL_VERSION": "1.0", "LOG_LEVEL": "INFO"}
+    assert app.deployment_config.gpu == "T4"
+    assert app.deployment_config.max_containers == 10
+    assert app.deployment_config.scaledown_window == 300
+    assert app.deployment_config.secure is False
+    assert app.batch_config.max_batch_size == 32
+    assert app.batch_config.wait_ms == 100
+    models = settings.model_settings
+    assert models.local_model_repository_folder == "./models"
+    assert models.common == {"device": "cuda", "cache_dir": "./cache"}
+    assert models.model_entries == {"my_model": {"model_path": "models/my_model.pt", "batch_size": 16}}
+
+
+@pytest.mark.parametrize("name", ["guide.yaml", "hardcoded_key.yaml"])
+def test_earlier_documented_examples_validate(fixtures_dir: Path, name: str) -> None:
+    with pytest.warns(ModalkitDeprecationWarning):
+        settings = load_settings(fixtures_dir / name, env={}, env_file=None)
+    deployment = settings.app_settings.deployment_config
+    assert deployment.concurrency is not None
+    assert deployment.max_containers in (5, 10)
+    assert deployment.scaledown_window == 300
+
+
+def test_guide_example_values_arrive_typed(fixtures_dir: Path) -> None:
+    with pytest.warns(ModalkitDeprecationWarning):
+        settings = load_settings(fixtures_dir / "guide.yaml", env={}, env_file=None)
+    d = settings.app_settings.deployment_config
+    assert d.concurrency is not None
+    assert d.concurrency.max_inputs == 5
+    assert d.cpu == 4.0
+    assert d.memory == 8192
+    assert d.volumes == {"/mnt/cache": "model-cache-vol"}
+    assert d.volume_reload_interval_seconds == 300
+    assert [m.type for m in d.mounts] == ["file", "dir"]
+    assert d.cloud_bucket_mounts[0].key_prefix == "v1/"
+    assert settings.app_settings.build_config.run_commands[1] == "pip install torch torchvision"
+    assert settings.app_settings.queue_config.backend == "taskiq"
+
+
+def test_default_path_is_modalkit_yaml_in_the_working_directory(
+    write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write("modalkit.yaml", MINIMAL_YAML)
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}).app_settings.app_prefix == "demo"
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigFileNotFoundError) as info:
+        load_settings(missing, env={}, env_file=None)
+    assert info.value.issues == [ConfigIssue(str(missing), "", None, "config file not found")]
+    assert str(info.value) == f"{missing}: config file not found"
+
+
+def test_missing_default_file_says_how_to_name_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigFileNotFoundError) as info:
+        load_settings(env={}, env_file=None)
+    assert str(info.value) == (
+        "modalkit.yaml: config file not found (looked in the working directory; pass a path or set MODALKIT_CONFIG)"
+    )
+
+
+def test_broken_yaml_gives_the_parser_line_and_column(write: Write) -> None:
+    path = write(
+        "broken.yaml",
+        """
+        app_settings:
+          app_prefix: demo
+          batch_config: [1, 2
+        model_settings: {}
+        """,
+    )
+    with pytest.raises(ConfigSyntaxError) as info:
+        load_settings(path, env={}, env_file=None)
+    (issue,) = info.value.issues
+    assert issue.file == str(path)
+    assert issue.line == 4
+    assert issue.message.startswith("invalid YAML: expected ',' or ']', but got ':' (column 15)")
+
+
+def test_duplicate_keys_are_a_syntax_error(write: Write) -> None:
+    path = write("dup.yaml", "app_settings:\n  app_prefix: a\n  app_prefix: b\n")
+    with pytest.raises(ConfigSyntaxError) as info:
+        load_settings(path, env={}, env_file=None)
+    assert str(info.value) == f"{path}:3: app_settings.app_prefix: duplicate key (first given on line 2)"
+
+
+def test_top_level_must_be_a_mapping(write: Write) -> None:
+    path = write("list.yaml", "- 1\n- 2\n")
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={}, env_file=None)
+    assert (
+        str(info.value)
+        == f"{path}:1: expected a mapping with app_settings and model_settings at the top level (got a list)"
+    )
+
+
+def test_empty_file_reports_the_missing_sections(write: Write) -> None:
+    path = write("empty.yaml", "# nothing yet\n")
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={}, env_file=None)
+    assert [str(i) for i in info.value.issues] == [
+        f"{path}: app_settings: required key is missing",
+        f"{path}: model_settings: required key is missing",
+    ]
+
+
+def test_all_mistakes_are_reported_with_lines_in_file_order(write: Write) -> None:
+    path = write(
+        "bad.yaml",
+        """
+        app_settings:
+          app_prefix: demo
+          batch_config:
+            max_batch_size: 5000
+            wiat_ms: 10
+          deployment_config:
+            gpu: 4
+            timeout: soon
+        model_settings:
+          model_entries:
+            m: {}
+        """,
+    )
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={}, env_file=None)
+    assert str(info.value).splitlines() == [
+        f"{path}:4: app_settings.batch_config.max_batch_size: must be <= 1000 (got 5000)",
+        f"{path}:5: app_settings.batch_config.wiat_ms: unknown key 'wiat_ms'; did you mean 'wait_ms'?",
+        f"{path}:7: app_settings.deployment_config.gpu: expected a string or a list of strings (got 4)",
+        f"{path}:8: app_settings.deployment_config.timeout: expected an integer (got 'soon')",
+    ]
+
+
+def test_unknown_key_without_a_close_match_lists_the_allowed_keys(write: Write) -> None:
+    path = write("bad.yaml", MINIMAL_YAML + "  banana: 1\n")
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={}, env_file=None)
+    assert str(info.value) == (
+        f"{path}:6: model_settings.banana: unknown key 'banana'; "
+        "expected one of: local_model_repository_folder, common, model_entries"
+    )
+
+
+def test_numbers_where_strings_belong_suggest_quoting(write: Write) -> None:
+    path = write(
+        "bad.yaml",
+        """
+        app_settings:
+          app_prefix: demo
+          build_config:
+            python_version: 3.10
+        model_settings:
+          model_entries:
+            m: {}
+        """,
+    )
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={}, env_file=None)
+    assert str(info.value) == (
+        f"{path}:4: app_settings.build_config.python_version: expected a string (got 3.1, a number; "
+        'quote it in YAML, e.g. "3.10")'
+    )
+
+
+def test_overlays_deep_merge_and_errors_name_the_overlay_that_set_the_value(write: Write) -> None:
+    base = write(
+        "base.yaml",
+        """
+        app_settings:
+          app_prefix: demo
+          batch_config:
+            max_batch_size: 8
+            wait_ms: 10
+          deployment_config:
+            gpu: [A100, H100]
+            secrets: [a, b]
+        model_settings:
+          common: {device: cpu, cache_dir: ./cache}
+          model_entries:
+            m: {threshold: 0.5}
+        """,
+    )
+    prod = write(
+        "prod.yaml",
+        """
+        app_settings:
+          batch_config:
+            max_batch_size: 64
+          deployment_config:
+            gpu: T4
+            secrets: [c]
+        model_settings:
+          common: {device: cuda}
+        """,
+    )
+    settings = load_settings([base, prod], env={}, env_file=None)
+    assert settings.app_settings.batch_config.max_batch_size == 64
+    assert settings.app_settings.batch_config.wait_ms == 10
+    assert settings.app_settings.deployment_config.gpu == "T4"
+    # Lists are replaced, not appended: an overlay states the whole list.
+    assert settings.app_settings.deployment_config.secrets == ["c"]
+    assert settings.model_settings.common == {"device": "cuda", "cache_dir": "./cache"}
+    assert settings.model_settings.model_entries == {"m": {"threshold": 0.5}}
+
+    bad = write("bad.yaml", "\napp_settings:\n  batch_config:\n    wait_ms: -5\n")
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings([base, prod, bad], env={}, env_file=None)
+    assert str(info.value) == f"{bad}:3: app_settings.batch_config.wait_ms: must be >= 0 (got -5)"
+
+
+def test_overlay_may_use_the_new_name_over_a_deprecated_base_key(write: Write) -> None:
+    base = write("base.yaml", MINIMAL_YAML + "\n").read_text()
+    base_path = write(
+        "base.yaml", base.replace("app_prefix: demo", "app_prefix: demo\n  deployment_config:\n    keep_warm: 1")
+    )
+    overlay = write("o.yaml", "app_settings:\n  deployment_config:\n    min_containers: 3\n")
+    with pytest.warns(
+        ModalkitDeprecationWarning, match="keep_warm is deprecated; use app_settings.deployment_config.min_containers"
+    ):
+        settings = load_settings([base_path, overlay], env={}, env_file=None)
+    assert settings.app_settings.deployment_config.min_containers == 3
+
+
+def test_old_and_new_key_in_one_file_is_an_error(write: Write) -> None:
+    path = write(
+        "both.yaml",
+        """
+        app_settings:
+          app_prefix: demo
+          deployment_config:
+            max_containers: 4
+            concurrency_limit: 5
+            concurrency: {max_inputs: 2}
+            allow_concurrent_inputs: 3
+        model_settings:
+          model_entries: {m: {}}
+        """,
+    )
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={}, env_file=None)
+    assert str(info.value).splitlines() == [
+        f"{path}:5: app_settings.deployment_config.concurrency_limit: 'concurrency_limit' is the deprecated name "
+        "of 'max_containers'; give only one of them",
+        f"{path}:7: app_settings.deployment_config.allow_concurrent_inputs: 'allow_concurrent_inputs' is the "
+        "deprecated name of 'concurrency.max_inputs'; give only one of them",
+    ]
+
+
+def test_modalkit_config_names_comma_separated_overlays(write: Write, tmp_path: Path) -> None:
+    write("base.yaml", MINIMAL_YAML)
+    write("prod.yaml", "app_settings:\n  app_prefix: prod\n")
+    env = {"MODALKIT_CONFIG": f"{tmp_path / 'base.yaml'}, {tmp_path / 'prod.yaml'}"}
+    assert load_settings(env=env, env_file=None).app_settings.app_prefix == "prod"
+
+
+def test_environment_variables_override_files_with_typed_values(write: Write) -> None:
+    path = write("m.yaml", MINIMAL_YAML)
+    env = {
+        "MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE": "8",
+        "MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__SECURE": "true",
+        "MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__GPU": '["A100", "H100"]',
+        "MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__CPU": "2.5",
+        "MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__RETRIES": "null",
+        "MODALKIT_APP_SETTINGS__BUILD_CONFIG__TAG": "3.10",
+        "MODALKIT_APP_SETTINGS__BUILD_CONFIG__ENV__MODEL_VERSION": "1.0",
+        "MODALKIT_MODEL_SETTINGS__MODEL_ENTRIES__M__THRESHOLD": "0.75",
+        "MODALKIT_MODEL_SETTINGS__COMMON__DEVICE": "cuda",
+        # Not part of the settings: other MODALKIT_ variables are left alone.
+        "MODALKIT_APP_POSTFIX": "-prod",
+        "UNRELATED": "x",
+    }
+    settings = load_settings(path, env=env, env_file=None)
+    app = settings.app_settings
+    assert app.batch_config.max_batch_size == 8
+    assert app.deployment_config.secure is True
+    assert app.deployment_config.gpu == ["A100", "H100"]
+    assert app.deployment_config.cpu == 2.5
+    assert app.deployment_config.retries is None
+    assert app.build_config.tag == "3.10"
+    assert app.build_config.env == {"MODEL_VERSION": "1.0"}
+    assert settings.model_settings.model_entries == {"m": {"threshold": 0.75}}
+    assert settings.model_settings.common == {"device": "cuda"}
+
+
+def test_environment_keys_match_existing_keys_whatever_their_case(write: Write) -> None:
+    path = write("m.yaml", MINIMAL_YAML.replace("m: {}", "MyModel: {size: 1}"))
+    settings = load_settings(path, env={"MODALKIT_MODEL_SETTINGS__MODEL_ENTRIES__MYMODEL__SIZE": "2"}, env_file=None)
+    assert settings.model_settings.model_entries == {"MyModel": {"size": 2}}
+
+
+def test_environment_errors_name_the_variable(write: Write) -> None:
+    path = write("m.yaml", MINIMAL_YAML)
+    env = {"MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE": "5000", "MODALKIT_APP_SETTINGS__NOPE": "1"}
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env=env, env_file=None)
+    assert sorted(str(info.value).splitlines()) == [
+        "$MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE: app_settings.batch_config.max_batch_size: "
+        "must be <= 1000 (got 5000)",
+        "$MODALKIT_APP_SETTINGS__NOPE: app_settings.nope: unknown key 'nope'; expected one of: app_prefix, "
+        "build_config, deployment_config, batch_config, queue_config, auth_config, proxy_auth, server_config",
+    ]
+
+
+def test_dotenv_is_read_below_the_real_environment(
+    write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write("modalkit.yaml", MINIMAL_YAML)
+    write(
+        ".env",
+        """
+        # local overrides
+        export MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE=16
+        MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS='25'
+        MODALKIT_APP_SETTINGS__APP_PREFIX="from-dotenv"  # overridden below
+        MODALKIT_APP_SETTINGS__SERVER_CONFIG__PORT=9000 # a comment
+        """,
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(env={"MODALKIT_APP_SETTINGS__APP_PREFIX": "from-env"})
+    assert settings.app_settings.batch_config.max_batch_size == 16
+    assert settings.app_settings.batch_config.wait_ms == 25
+    assert settings.app_settings.server_config.port == 9000
+    assert settings.app_settings.app_prefix == "from-env"
+
+
+def test_dotenv_errors_give_its_line(write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write("modalkit.yaml", MINIMAL_YAML)
+    write(".env", "OTHER=1\nMODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS=-1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(env={})
+    assert str(info.value) == ".env:2: app_settings.batch_config.wait_ms: must be >= 0 (got -1)"
+
+
+def test_dotenv_may_name_the_config_files(write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write("base.yaml", MINIMAL_YAML)
+    write(".env", "MODALKIT_CONFIG=base.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}).app_settings.app_prefix == "demo"
+
+
+def test_env_file_none_skips_dotenv(write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write("modalkit.yaml", MINIMAL_YAML)
+    write(".env", "MODALKIT_APP_SETTINGS__APP_PREFIX=other\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}, env_file=None).app_settings.app_prefix == "demo"
+
+
+def test_real_environment_is_used_by_default(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write("m.yaml", MINIMAL_YAML)
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__APP_PREFIX", "from-os")
+    assert load_settings(path, env_file=None).app_settings.app_prefix == "from-os"
+
+
+def test_settings_from_dict_reports_like_a_file() -> None:
+    data: dict[str, Any] = {"app_settings": {"app_prefix": "x", "batch_config": {"wait_ms": "soon"}}}
+    with pytest.raises(ConfigValidationError) as info:
+        settings_from_dict(data, source="inline")
+    assert [str(i) for i in info.value.issues] == [
+        "inline: app_settings.batch_config.wait_ms: expected an integer (got 'soon')",
+        "inline: model_settings: required key is missing",
+    ]
+
+
+def test_settings_from_dict_warns_on_deprecated_keys_without_changing_the_input() -> None:
+    data: dict[str, Any] = {
+        "app_settings": {"app_prefix": "x", "deployment_config": {"keep_warm": 2}},
+        "model_settings": {"model_entries": {"m": {}}},
+    }
+    with pytest.warns(ModalkitDeprecationWarning, match=r"^<dict>: app_settings.deployment_config.keep_warm is"):
+        settings = settings_from_dict(data)
+    assert settings.app_settings.deployment_config.min_containers == 2
+    assert data["app_settings"]["deployment_config"] == {"keep_warm": 2}
+
+
+def test_models_built_in_python_also_accept_and_warn_on_old_names() -> None:
+    from modalkit_config import AuthConfig, DeploymentConfig
+
+    with pytest.warns(ModalkitDeprecationWarning, match="use app_settings.deployment_config.concurrency.max_inputs"):
+        deployment = DeploymentConfig.model_validate({"allow_concurrent_inputs": 4})
+    assert deployment.concurrency is not None
+    assert deployment.concurrency.max_inputs == 4
+    with pytest.warns(ModalkitDeprecationWarning, match="use app_settings.auth_config.header"):
+        assert AuthConfig.model_validate({"auth_header": "x-key", "api_key_env": "K"}).header == "x-key"
+
+
+def test_load_settings_returns_settings_that_round_trip(fixtures_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(fixtures_dir / "guide.yaml", tmp_path / "g.yaml")
+    with pytest.warns(ModalkitDeprecationWarning):
+        settings = load_settings(tmp_path / "g.yaml", env={}, env_file=None)
+    again = settings_from_dict(settings.model_dump())
+    assert isinstance(again, Settings)
+    assert again == settings

@@ -1,0 +1,359 @@
+"""Serving benchmark: modalkit against a bare FastAPI endpoint and LitServe, driven by wrk on loopback.
+
+    uv run python benchmarks/serving.py                # both scenarios, about 8 minutes
+    uv run python benchmarks/serving.py --scenario accel --windows 3
+
+Scenario ``trivial``: a model that takes microseconds (``len(text)``); modalkit with batching on
+(max_batch_size 32) against a bare FastAPI + uvicorn endpoint, at 1, 16 and 64 connections.
+Scenario ``accel``: a simulated accelerator (20 ms + 0.5 ms per item, one batch at a time under a lock);
+modalkit and LitServe 0.2.19 (both batching up to 32) against the bare endpoint calling the model once per
+request, at 1 and 64 connections. Its physical limit is 32 / (0.020 + 0.0005 * 32) = 889 requests/s.
+
+Every server runs as its own process on a free loopback port; all servers of a scenario run side by side and
+their measured windows are interleaved, so background load hits them alike. Each window is one wrk process;
+between windows the server drains what wrk left in flight. Figures are medians over the windows; latencies
+are the ones requests really had (see _wrk.py for wrk's coordinated-omission correction and why we undo it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import _wrk
+from _servers import (
+    BENCH_DIR,
+    Probe,
+    ServerError,
+    ServerProcess,
+    drain,
+    idle_latency,
+    litserve_python,
+)
+
+sys.path.insert(0, str(BENCH_DIR / "apps"))
+from sim_models import ACCEL_BASE_SECONDS, ACCEL_PER_ITEM_SECONDS, physical_limit_rps
+
+RESULTS_DIR = BENCH_DIR / "results"
+TEXT = "modalkit benchmark: a short sentence to measure."
+BODY = json.dumps({"message": {"text": TEXT}})
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One server in a scenario: how to start it and when it is ready."""
+
+    name: str
+    argv: list[str]
+    ready_path: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    model_name: str
+    concurrencies: tuple[int, ...]
+    baseline: str
+    contenders: list[Contender]
+
+    @property
+    def path(self) -> str:
+        return f"/predict_sync?model_name={self.model_name}"
+
+
+@dataclass
+class Cell:
+    """All measured windows of one server at one concurrency."""
+
+    windows: list[_wrk.WrkRun] = field(default_factory=list)
+    cpu_us_per_request: list[float] = field(default_factory=list)
+    drain_s: list[float] = field(default_factory=list)
+
+    def median(self, fn: Callable[[_wrk.WrkRun], float]) -> float:
+        return statistics.median(fn(w) for w in self.windows)
+
+    @property
+    def rps(self) -> float:
+        return self.median(lambda w: w.rps)
+
+    @property
+    def p50_ms(self) -> float:
+        return self.median(lambda w: _wrk.percentile(w.latencies, 50) / 1000)
+
+    @property
+    def p99_ms(self) -> float:
+        return self.median(lambda w: _wrk.percentile(w.latencies, 99) / 1000)
+
+    @property
+    def wrk_p99_ms(self) -> float:
+        """wrk's own (corrected) p99, kept in the JSON for comparison."""
+        return self.median(lambda w: _wrk.percentile(w.corrected, 99) / 1000)
+
+    @property
+    def errors(self) -> int:
+        return sum(w.errors for w in self.windows)
+
+    @property
+    def cpu_us(self) -> float:
+        return statistics.median(self.cpu_us_per_request) if self.cpu_us_per_request else float("nan")
+
+
+def expected_answer(probe: Probe) -> bool:
+    """The right answer to BODY from every server: HTTP 200 and the length of TEXT."""
+    if probe.status != 200:
+        return False
+    try:
+        answer = json.loads(probe.body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("length") == len(TEXT) and answer.get("status") == "success"
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in a process group (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # field 5 of /proc/PID/stat: process group
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def modalkit_contenders(app: str, *, quiet_variant: bool) -> list[Contender]:
+    """modalkit's own server for ``apps/<app>/app.py``, or nothing if modalkit-serve cannot serve yet."""
+    if importlib.util.find_spec("modalkit_serve") is None or importlib.util.find_spec("modalkit_serve.cli") is None:
+        log("modalkit_serve.cli is not available yet: modalkit is left out of this run")
+        return []
+    base = [sys.executable, "-m", "modalkit_serve.cli", f"apps/{app}/app.py", "--host", "127.0.0.1", "--port", "{port}"]
+    out = [Contender("modalkit", base, "/ready")]
+    if quiet_variant:
+        out.append(Contender("modalkit (no request log)", [*base, "--log-level", "WARNING"], "/ready"))
+    return out
+
+
+def build_scenarios(selected: str, litserve_trivial: bool, fast_queue: bool) -> list[Scenario]:
+    bare = [sys.executable, "apps/bare_fastapi.py"]
+    scenarios = []
+    need_litserve = selected in ("all", "accel") or litserve_trivial
+    ls_python = litserve_python(log) if need_litserve else None
+    ls_args = ["--fast-queue"] if fast_queue else []
+    if selected in ("all", "trivial"):
+        contenders = [Contender("bare FastAPI", [*bare, "trivial", "--port", "{port}"], "/health")]
+        contenders += modalkit_contenders("trivial", quiet_variant=True)
+        if litserve_trivial and ls_python:
+            argv = [str(ls_python), "apps/litserve_app.py", "trivial", "--port", "{port}", *ls_args]
+            contenders.append(Contender("LitServe 0.2.19", argv, "/health"))
+        scenarios.append(Scenario("trivial", "(a) trivial model", "trivial", (1, 16, 64), "bare FastAPI", contenders))
+    if selected in ("all", "accel"):
+        contenders = [Contender("bare FastAPI (unbatched)", [*bare, "accel", "--port", "{port}"], "/health")]
+        contenders += modalkit_contenders("accel", quiet_variant=False)
+        if ls_python:
+            argv = [str(ls_python), "apps/litserve_app.py", "accel", "--port", "{port}", *ls_args]
+            contenders.append(Contender("LitServe 0.2.19", argv, "/health"))
+        scenarios.append(
+            Scenario("accel", "(b) simulated accelerator", "accel", (1, 64), "bare FastAPI (unbatched)", contenders)
+        )
+    return scenarios
+
+
+@contextlib.contextmanager
+def running(scenario: Scenario, logs_dir: Path) -> Iterator[dict[str, ServerProcess]]:
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for c in scenario.contenders:
+            slug = "".join(ch if ch.isalnum() else "-" for ch in c.name.lower())
+            servers[c.name] = ServerProcess(c.name, c.argv, logs_dir / f"{scenario.key}-{slug}.log")
+            servers[c.name].start()
+        for c in scenario.contenders:
+            servers[c.name].wait_ready(c.ready_path)
+            log(f"  {c.name}: ready on port {servers[c.name].port} (pid {servers[c.name].pid})")
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def measure(
+    server: ServerProcess, path: str, connections: int, seconds: float, idle_s: float
+) -> tuple[_wrk.WrkRun, float, float]:
+    """One wrk window, the server's CPU seconds during it, and how long the server then took to drain."""
+    assert server.pid is not None
+    threads = 1 if connections == 1 else 2  # two cores: wrk's threads share them with the server
+    cpu_before = group_cpu_seconds(server.pid)
+    run = _wrk.run_wrk(server.url(path), BODY, connections, threads, seconds)
+    cpu = group_cpu_seconds(server.pid) - cpu_before
+    drained = drain(server, path, BODY, idle_s, expected_answer)
+    return run, cpu, drained
+
+
+def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -> dict[tuple[str, int], Cell]:
+    cells: dict[tuple[str, int], Cell] = {}
+    log(f"{scenario.title}: starting {', '.join(c.name for c in scenario.contenders)}")
+    with running(scenario, logs_dir) as servers:
+        idle = {name: idle_latency(s, scenario.path, BODY, expected_answer) for name, s in servers.items()}
+        for name, seconds in idle.items():
+            log(f"  {name}: idle latency {seconds * 1000:.2f} ms, answers checked")
+        names = list(servers)
+        for conc in scenario.concurrencies:
+            for name in names:
+                measure(servers[name], scenario.path, conc, args.warmup, idle[name])
+            for i in range(args.windows):
+                # Rotate the order so no server always runs right after the same neighbour.
+                for name in names[i % len(names) :] + names[: i % len(names)]:
+                    run, cpu, drained = measure(servers[name], scenario.path, conc, args.seconds, idle[name])
+                    cell = cells.setdefault((name, conc), Cell())
+                    cell.windows.append(run)
+                    cell.cpu_us_per_request.append(cpu / run.requests * 1e6 if run.requests else float("nan"))
+                    cell.drain_s.append(drained)
+            summary = ", ".join(f"{n} {cells[(n, conc)].rps:,.0f} req/s" for n in names)
+            log(f"  c={conc}: {summary}")
+    return cells
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
+    """Markdown table plus target checks for one scenario."""
+    accel = scenario.key == "accel"
+    limit = physical_limit_rps()
+    head = "| c | server | req/s | p50 ms | p99 ms | errors | req/s vs base | p50 vs base | server CPU us/req |"
+    if accel:
+        head += " % of limit |"
+    lines = [f"### {scenario.title}", "", head, "|" + " --- |" * (head.count("|") - 1)]
+    names = [c.name for c in scenario.contenders]
+    for conc in scenario.concurrencies:
+        base = cells.get((scenario.baseline, conc))
+        for name in names:
+            cell = cells.get((name, conc))
+            if cell is None or not cell.windows:
+                continue
+            row = (
+                f"| {conc} | {name} | {cell.rps:,.0f} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | {cell.errors} | "
+                f"{ratio(cell.rps, base.rps) if base else '-'} | {ratio(cell.p50_ms, base.p50_ms) if base else '-'} | "
+                f"{cell.cpu_us:,.0f} |"
+            )
+            if accel:
+                row += f" {cell.rps / limit:.0%} |"
+            lines.append(row)
+    lines += ["", *targets(scenario, cells)]
+    return lines
+
+
+def targets(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
+    """The issue's targets, each as a PASS/FAIL line."""
+    out: list[str] = []
+
+    def check(ok: bool, text: str) -> None:
+        out.append(f"- {'PASS' if ok else 'FAIL'}: {text}")
+
+    mk = "modalkit"
+    if not any(name == mk for name, _ in cells):
+        return ["- modalkit was not measured in this run"]
+    if scenario.key == "trivial":
+        for conc in scenario.concurrencies:
+            m, b = cells[(mk, conc)], cells[(scenario.baseline, conc)]
+            check(m.rps >= 0.85 * b.rps, f"c={conc} throughput {m.rps / b.rps:.2f}x bare FastAPI (target >= 0.85x)")
+            check(m.p50_ms <= 1.25 * b.p50_ms, f"c={conc} p50 {m.p50_ms / b.p50_ms:.2f}x bare (target <= 1.25x)")
+    else:
+        limit = physical_limit_rps()
+        bare_model_ms = (ACCEL_BASE_SECONDS + ACCEL_PER_ITEM_SECONDS) * 1000
+        m64, m1 = cells[(mk, 64)], cells[(mk, 1)]
+        check(m64.rps >= 0.95 * limit, f"c=64 {m64.rps:,.0f} req/s = {m64.rps / limit:.1%} of {limit:,.0f} (>= 95%)")
+        ls = cells.get(("LitServe 0.2.19", 64))
+        if ls:
+            check(m64.rps > ls.rps, f"c=64 ahead of LitServe: {m64.rps:,.0f} vs {ls.rps:,.0f} req/s")
+        else:
+            out.append("- LitServe was not measured in this run")
+        check(
+            m1.p50_ms <= 1.1 * bare_model_ms,
+            f"c=1 p50 {m1.p50_ms:.2f} ms = {m1.p50_ms / bare_model_ms:.2f}x the bare model time {bare_model_ms} ms "
+            f"(<= 1.1x)",
+        )
+    errors = sum(c.errors for (name, _), c in cells.items() if name == mk)
+    check(errors == 0, f"modalkit errors: {errors}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="modalkit serving benchmark (wrk on loopback)")
+    parser.add_argument("--scenario", choices=["all", "trivial", "accel"], default="all")
+    parser.add_argument("--windows", type=int, default=5, help="measured windows per server and concurrency")
+    parser.add_argument("--seconds", type=float, default=5, help="length of one measured window")
+    parser.add_argument("--warmup", type=float, default=2, help="unmeasured wrk run before the windows")
+    parser.add_argument("--litserve-trivial", action="store_true", help="also run LitServe in the trivial scenario")
+    parser.add_argument("--fast-queue", action="store_true", help="LitServe with ZeroMQ queues (fast_queue=True)")
+    parser.add_argument("--out", type=Path, help="JSON results file (default: benchmarks/results/serving-<time>.json)")
+    args = parser.parse_args(argv)
+    try:
+        wrk = _wrk.find_wrk()
+    except _wrk.WrkError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    started = time.monotonic()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    logs_dir = RESULTS_DIR / f"logs-{stamp}"
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, {platform.system()}"
+    log(f"machine: {machine}; load average {os.getloadavg()[0]:.2f}; wrk: {wrk}")
+    lines = [
+        f"Measured {dt.date.today().isoformat()} on {machine}; {args.windows} windows of {args.seconds:g} s "
+        f"after a {args.warmup:g} s warm-up; medians over windows.",
+        "",
+    ]
+    results: dict[str, object] = {"machine": machine, "date": stamp, "args": {k: str(v) for k, v in vars(args).items()}}
+    try:
+        for scenario in build_scenarios(args.scenario, args.litserve_trivial, args.fast_queue):
+            cells = run_scenario(scenario, args, logs_dir)
+            lines += [*report(scenario, cells), ""]
+            results[scenario.key] = {
+                f"{name} @ c={conc}": {
+                    "rps": cell.rps,
+                    "p50_ms": cell.p50_ms,
+                    "p99_ms": cell.p99_ms,
+                    "wrk_corrected_p99_ms": cell.wrk_p99_ms,
+                    "errors": cell.errors,
+                    "server_cpu_us_per_request": cell.cpu_us,
+                    "windows_rps": [w.rps for w in cell.windows],
+                    "drain_s": cell.drain_s,
+                }
+                for (name, conc), cell in cells.items()
+            }
+    except (ServerError, _wrk.WrkError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    lines.append(f"Wall time {time.monotonic() - started:.0f} s; load average at the end {os.getloadavg()[0]:.2f}.")
+    print("\n" + "\n".join(lines))
+    out = args.out or RESULTS_DIR / f"serving-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    log(f"results written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

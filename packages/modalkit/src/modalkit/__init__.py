@@ -2,6 +2,8 @@
 
 from importlib.metadata import version as _version
 
+from modalkit._config import ModalConfig
+
 __version__ = _version("modalkit")
 
-__all__ = ["__version__"]
+__all__ = ["ModalConfig", "__version__"]

@@ -1,0 +1,248 @@
+"""ModalConfig against the real modal package, offline: what modalkit.yaml becomes once modal has read it."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import modal
+import pytest
+from modal.types import FunctionInfo
+
+from modalkit import ModalConfig
+from modalkit._image import ImageStep
+from modalkit_config import ModalkitDeprecationWarning, load_settings, settings_from_dict
+
+from .conftest import FIXTURES, LoadApp
+
+# The names modal 1.x removed (it raises DeprecationError for them).
+REMOVED = {"concurrency_limit", "container_idle_timeout", "keep_warm", "allow_concurrent_inputs"}
+
+MINIMAL: dict[str, Any] = {"app_settings": {"app_prefix": "mini"}, "model_settings": {"model_entries": {"m": {}}}}
+
+
+def _full() -> ModalConfig:
+    path = FIXTURES / "full.yaml"
+    return ModalConfig(load_settings(path, env={}, env_file=None), config_files=[path])
+
+
+def _info(obj: Any) -> Any:
+    return obj._get_class_service_function().info() if hasattr(obj, "_get_class_service_function") else obj.info()
+
+
+# --- naming ------------------------------------------------------------------------------------------------
+
+
+def test_app_name_is_prefix_plus_dev_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODALKIT_APP_POSTFIX", raising=False)
+    assert ModalConfig(settings_from_dict(MINIMAL)).app_name == "mini-dev"
+
+
+def test_app_name_postfix_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALKIT_APP_POSTFIX", "-prod")
+    assert ModalConfig(settings_from_dict(MINIMAL)).app_name == "mini-prod"
+
+
+def test_no_settings_means_load_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "app_settings: {app_prefix: from-file}\nmodel_settings: {model_entries: {m: {}}}\n"
+    (tmp_path / "modalkit.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALKIT_CONFIG", raising=False)
+    config = ModalConfig()
+    assert config.app_settings.app_prefix == "from-file"
+    assert config.config_files == [tmp_path / "modalkit.yaml"]
+
+
+def test_construction_builds_no_modal_object() -> None:
+    code = (
+        "import sys\n"
+        "from modalkit_config import settings_from_dict\n"
+        "from modalkit._config import ModalConfig\n"
+        f"c = ModalConfig(settings_from_dict({MINIMAL!r}))\n"
+        "c.app_name; c.get_batched_method_settings(); c.get_asgi_app_settings()\n"
+        "print('modal' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- every argument is a modal 1.x parameter ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("get_app_cls_settings", modal.App.cls),
+        ("get_handler_settings", modal.App.function),
+        ("get_asgi_app_settings", modal.asgi_app),
+        ("get_batched_method_settings", modal.batched),
+        ("get_handler_concurrency_settings", modal.concurrent),
+        ("get_concurrency_settings", modal.concurrent),
+    ],
+)
+def test_settings_are_parameters_of_the_modal_call(method: str, target: Any) -> None:
+    settings = getattr(_full(), method)()
+    accepted = set(inspect.signature(target).parameters)
+    assert settings, method
+    assert set(settings) <= accepted - REMOVED
+
+
+def test_removed_yaml_names_reach_modal_under_their_new_names(load_app: LoadApp) -> None:
+    with pytest.warns(ModalkitDeprecationWarning):
+        module = load_app("modal_config_app.py", FIXTURES / "legacy.yaml")
+    kwargs = module.config.get_app_cls_settings()
+    assert not REMOVED & set(kwargs)
+    assert (kwargs["min_containers"], kwargs["max_containers"], kwargs["scaledown_window"]) == (2, 7, 90)
+    assert _info(module.Inference).concurrency_info == FunctionInfo.ConcurrencyInfo(max_inputs=3, target_inputs=None)
+    assert _info(module.web_endpoints).concurrency_info.max_inputs == 20
+
+
+def test_modal_rejects_a_removed_name_in_this_suite() -> None:
+    # The guard the suite relies on: were modalkit to pass a removed name, modal would fail the test.
+    app = modal.App("guard")
+    removed: dict[str, Any] = {"keep_warm": 1}
+    with pytest.raises(modal.exception.DeprecationError):
+        app.cls(**removed)
+
+
+# --- the full configuration, read back through modal ------------------------------------------------------
+
+
+def test_full_config_on_the_inference_class(load_app: LoadApp) -> None:
+    module = load_app("modal_config_app.py", FIXTURES / "full.yaml")
+    info = _info(module.Inference)
+    assert info.gpus == [("H100", 1), ("A100", 1)]
+    assert info.cpu == (2.0, 4.0)
+    assert info.memory_mib == 4096
+    assert info.timeout == 600
+    assert info.max_retries == 3
+    assert info.regions == ["us-east"]
+    assert info.cloud == "aws"
+    assert set(info.volumes) == {"/models"}
+    assert info.volumes["/models"].name == "model-weights"
+    assert set(info.cloud_bucket_mounts) == {"/bucket"}
+    bucket = info.cloud_bucket_mounts["/bucket"]
+    assert (bucket.bucket_name, bucket.key_prefix, bucket.read_only) == ("my-bucket", "data/", True)
+    assert info.secrets == ["modal.Secret.from_name('api-keys')", "modal.Secret.from_name('hf-token')"]
+    assert info.batching_info == FunctionInfo.BatchingInfo(max_batch_size=16, wait_ms=25)
+    assert info.concurrency_info == FunctionInfo.ConcurrencyInfo(max_inputs=4, target_inputs=2)
+    assert info.method_names == ["process_request"]
+
+
+def test_full_config_scaling_arguments() -> None:
+    kwargs = _full().get_app_cls_settings()
+    assert kwargs["min_containers"] == 1
+    assert kwargs["max_containers"] == 5
+    assert kwargs["buffer_containers"] == 2
+    assert kwargs["scaledown_window"] == 120
+    assert kwargs["enable_memory_snapshot"] is True
+
+
+def test_full_config_on_the_web_function(load_app: LoadApp) -> None:
+    module = load_app("modal_config_app.py", FIXTURES / "full.yaml")
+    info = _info(module.web_endpoints)
+    assert info.web_info is not None
+    assert info.web_info.unauthenticated is False  # secure: true -> Modal proxy auth
+    assert info.concurrency_info.max_inputs == 50
+    assert info.secrets == ["modal.Secret.from_name('api-keys')", "modal.Secret.from_name('hf-token')"]
+    assert info.gpus == []
+    assert info.volumes == {}
+    assert info.timeout == 600
+
+
+def test_insecure_web_function_has_no_proxy_auth(load_app: LoadApp, tmp_path: Path) -> None:
+    path = tmp_path / "modalkit.yaml"
+    path.write_text("app_settings: {app_prefix: open}\nmodel_settings: {model_entries: {m: {}}}\n")
+    module = load_app("modal_config_app.py", path)
+    assert _info(module.web_endpoints).web_info.unauthenticated is True
+    assert _info(module.Inference).concurrency_info is None  # no `concurrency`: inputs one batch at a time
+
+
+# --- the image ---------------------------------------------------------------------------------------------
+
+
+def test_image_plan_for_a_registry_image() -> None:
+    config = _full()
+    steps = config.image_plan()
+    methods = [s.method for s in steps]
+    assert steps[0] == ImageStep("from_registry", ("nvidia/cuda:12.2.0-runtime-ubuntu22.04",), {"add_python": "3.11"})
+    assert ImageStep("env", ({"MODEL_VERSION": "1.0"},)) in steps
+    assert ImageStep("apt_install", ("git",)) in steps
+    assert ImageStep("pip_install", ("numpy==2.0.0",)) in steps
+    assert ImageStep("run_commands", ("echo one", "echo two")) in steps
+    assert ImageStep("workdir", ("/srv",)) in steps
+    # modalkit's own packages, with the extras this configuration needs (sqs queue, ssm auth keys)
+    [install] = [s for s in steps if s.method == "pip_install" and any("modalkit-serve" in a for a in s.args)]
+    assert any(a.startswith("modalkit-queue[sqs]") for a in install.args)
+    assert any(a.startswith("modalkit-auth[ssm]") for a in install.args)
+    assert f"modal=={modal.__version__}" in install.args
+    # mounts resolve against the config file's folder and come after every build step
+    file_mount = ImageStep("add_local_file", (str(FIXTURES / "assets" / "labels.txt"), "/srv/labels.txt"))
+    dir_mount = ImageStep("add_local_dir", (str(FIXTURES / "assets"), "/srv/assets"))
+    assert file_mount in steps
+    assert dir_mount in steps
+    last_build = max(i for i, m in enumerate(methods) if m in {"pip_install", "run_commands", "workdir", "env"})
+    assert steps.index(file_mount) > last_build
+    assert steps.index(dir_mount) > last_build
+
+
+def test_image_ships_the_config_and_the_postfix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALKIT_APP_POSTFIX", "-prod")
+    steps = _full().image_plan()
+    remote = "/opt/modalkit/config/0-full.yaml"
+    assert ImageStep("env", ({"MODALKIT_APP_POSTFIX": "-prod", "MODALKIT_CONFIG": remote},)) in steps
+    assert steps[-1] == ImageStep("add_local_file", (str(FIXTURES / "full.yaml"), remote))
+
+
+def test_image_plan_for_debian_slim_with_a_single_run_command() -> None:
+    with pytest.warns(ModalkitDeprecationWarning):
+        settings = load_settings(FIXTURES / "legacy.yaml", env={}, env_file=None)
+    steps = ModalConfig(settings, config_files=[]).image_plan()
+    local_python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert steps[0] == ImageStep("debian_slim", kwargs={"python_version": local_python})
+    assert ImageStep("run_commands", ("echo only-one",)) in steps
+    assert not any(s.method == "add_local_file" for s in steps)
+
+
+def test_get_image_is_a_modal_image_built_once() -> None:
+    config = _full()
+    image = config.get_image()
+    assert isinstance(image, modal.Image)
+    assert config.get_image() is image
+    assert config.get_app_cls_settings()["image"] is image
+
+
+# --- volumes inside the container ---------------------------------------------------------------------------
+
+
+class _FakeVolume:
+    """Modal's cloud side of a volume: the one thing these tests replace."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.reloads = 0
+
+    def reload(self) -> None:
+        self.reloads += 1
+        if self.fail:
+            raise ConnectionError("volume service unreachable")
+
+
+def test_reload_volumes_reloads_each_and_survives_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    config = _full()
+    broken, fine = _FakeVolume(fail=True), _FakeVolume()
+    config._volumes = {"/a": broken, "/b": fine}  # type: ignore[dict-item]
+    with caplog.at_level(logging.ERROR, logger="modalkit"):
+        config.reload_volumes()
+    assert (broken.reloads, fine.reloads) == (1, 1)
+    assert "/a" in caplog.text
+
+
+def test_volumes_are_cached_so_reload_uses_the_mounted_objects() -> None:
+    config = _full()
+    assert config.volumes is config.volumes
+    assert config.all_volumes["/models"] is config.volumes["/models"]

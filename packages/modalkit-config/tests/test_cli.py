@@ -130,3 +130,20 @@ def test_console_script_is_declared() -> None:
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "modalkit-config"]
     assert script.value == "modalkit_config.cli:main"
+
+
+def test_validate_env_flag_applies_the_environment(write: Write, tmp_path: Path) -> None:
+    write("m.yaml", "app_settings: {app_prefix: a}\nmodel_settings: {model_entries: {m: {}}}\n")
+    write(".env", "MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS=-3\n")
+    assert _cli("validate", "m.yaml", cwd=tmp_path).returncode == 0
+    with_env = _cli("validate", "--env", "m.yaml", cwd=tmp_path)
+    assert with_env.returncode == 1
+    assert with_env.stdout == ".env:1: app_settings.batch_config.wait_ms: must be >= 0 (got -3)\n"
+
+
+def test_python_dash_m_package_runs_the_cli(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "modalkit_config", "schema"], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["title"] == "modalkit.yaml"

@@ -235,6 +235,7 @@ def test_auth_errors_never_echo_key_material() -> None:
     with pytest.raises(ConfigValidationError) as info:
         settings_from_dict(_with(f"{A}.auth_config", {"api_key": 1234567, "ssm_key": "/p"}))
     assert "1234567" not in str(info.value)
+    assert "expected a string or a list of strings (got a number, not shown)" in str(info.value)
     assert "1234567" not in repr(settings_from_dict(_with(f"{A}.auth_config", {"api_key": "1234567"})))
 
 

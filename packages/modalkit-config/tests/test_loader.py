@@ -447,3 +447,84 @@ def test_load_settings_returns_settings_that_round_trip(fixtures_dir: Path, tmp_
     again = settings_from_dict(settings.model_dump())
     assert isinstance(again, Settings)
     assert again == settings
+
+
+def test_deprecated_key_through_the_environment_warns_and_maps(write: Write) -> None:
+    path = write("m.yaml", MINIMAL_YAML)
+    env = {"MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__CONCURRENCY_LIMIT": "7"}
+    with pytest.warns(
+        ModalkitDeprecationWarning,
+        match=r"^\$MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__CONCURRENCY_LIMIT: .*"
+        r"use app_settings.deployment_config.max_containers",
+    ):
+        settings = load_settings(path, env=env, env_file=None)
+    assert settings.app_settings.deployment_config.max_containers == 7
+
+
+def test_whole_section_as_json_with_a_more_specific_variable_on_top(write: Write) -> None:
+    path = write("m.yaml", MINIMAL_YAML)
+    env = {
+        "MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS": "5",
+        "MODALKIT_APP_SETTINGS__BATCH_CONFIG": '{"max_batch_size": 4, "wait_ms": 1}',
+    }
+    batch = load_settings(path, env=env, env_file=None).app_settings.batch_config
+    assert (batch.max_batch_size, batch.wait_ms) == (4, 5)
+
+
+def test_malformed_variable_name_is_reported(write: Write) -> None:
+    path = write("m.yaml", MINIMAL_YAML)
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={"MODALKIT_APP_SETTINGS____APP_PREFIX": "x"}, env_file=None)
+    assert str(info.value) == (
+        "$MODALKIT_APP_SETTINGS____APP_PREFIX: "
+        "empty key in the variable name: separate keys with exactly two underscores"
+    )
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={"MODALKIT_APP_SETTINGS___APP_PREFIX": "x"}, env_file=None)
+    assert str(info.value) == (
+        "$MODALKIT_APP_SETTINGS___APP_PREFIX: app_settings._app_prefix: unknown key '_app_prefix'; "
+        "did you mean 'app_prefix'?"
+    )
+
+
+def test_a_directory_or_no_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileNotFoundError, match="is a directory, not a config file"):
+        load_settings(tmp_path, env={}, env_file=None)
+    with pytest.raises(ConfigFileNotFoundError, match="no config file given"):
+        load_settings([], env={}, env_file=None)
+
+
+def test_missing_file_named_in_modalkit_config_says_so(tmp_path: Path) -> None:
+    env = {"MODALKIT_CONFIG": str(tmp_path / "gone.yaml")}
+    with pytest.raises(ConfigFileNotFoundError) as info:
+        load_settings(env=env, env_file=None)
+    assert str(info.value) == f"{tmp_path / 'gone.yaml'}: config file not found (named in MODALKIT_CONFIG)"
+
+
+def test_yaml_merge_keys_are_not_duplicates(write: Write) -> None:
+    path = write(
+        "anchors.yaml",
+        """
+        defaults: &defaults
+          max_batch_size: 4
+          wait_ms: 10
+        app_settings:
+          app_prefix: demo
+          batch_config:
+            <<: *defaults
+            wait_ms: 20
+        model_settings:
+          model_entries: {m: {}}
+        """,
+    )
+    with pytest.raises(ConfigValidationError) as info:
+        load_settings(path, env={}, env_file=None)
+    # The anchor's home is not a settings key: that is the only complaint.
+    assert [i.key_path for i in info.value.issues] == ["defaults"]
+    assert info.value.issues[0].line == 1
+
+
+def test_issue_formats_without_file_or_line() -> None:
+    assert str(ConfigIssue(None, "a.b", None, "bad")) == "a.b: bad"
+    assert str(ConfigIssue("f.yaml", "", 3, "bad")) == "f.yaml:3: bad"
+    assert str(ConfigIssue("f.yaml", "a", None, "bad")) == "f.yaml: a: bad"

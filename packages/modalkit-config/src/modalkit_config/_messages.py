@@ -269,6 +269,22 @@ def _sensitive(path: KeyPath) -> bool:
     return any(segment in _SENSITIVE_KEYS for segment in path)
 
 
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -278,7 +294,7 @@ def _number(value: Any) -> str:
 def _show(value: Any, path: KeyPath) -> str:
     """A short rendering of a value for a message, in YAML's spelling; secrets are described, not shown."""
     if _sensitive(path):
-        return f"a {type(value).__name__} value, not shown"
+        return f"{_kind(value)}, not shown"
     if value is None:
         return "null"
     if isinstance(value, bool):

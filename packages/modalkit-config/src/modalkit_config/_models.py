@@ -322,7 +322,7 @@ class DeploymentConfig(_Model):
     """Snapshot the container after start-up so later cold starts are faster."""
     volumes: dict[str, str] = Field(default_factory=dict)
     """Modal volumes to mount: absolute mount point -> volume name."""
-    volume_reload_interval_seconds: int | None = None
+    volume_reload_interval_seconds: int | None = Field(default=None, ge=1)
     """Reload the volumes at most this often (seconds, >= 1) before a batch; null or absent means never.
     The earlier modalkit's default of -1 reloaded every volume before every batch; that value is now refused."""
     cloud_bucket_mounts: list[CloudBucketMount] = Field(default_factory=list)
@@ -356,10 +356,11 @@ class DeploymentConfig(_Model):
                 raise KeyedValueError((mount_point,), str(exc)) from None
         return value
 
-    @field_validator("volume_reload_interval_seconds")
+    @field_validator("volume_reload_interval_seconds", mode="before")
     @classmethod
-    def _reload_interval(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
+    def _reload_interval(cls, value: Any) -> Any:
+        # Runs before the ge=1 check so that -1, the earlier default, gets an explanation.
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             raise ValueError(
                 f"must be >= 1 second or null (got {value}); the earlier -1 meant 'reload before every batch': "
                 "remove the key to never reload, or give an interval in seconds"

@@ -77,6 +77,16 @@ class Scenario:
         return f"/predict_sync?model_name={self.model_name}"
 
 
+@dataclass(frozen=True)
+class Window:
+    """One measured wrk window and what was observed on the server meanwhile."""
+
+    run: _wrk.WrkRun
+    cpu_s: float
+    drain_s: float
+    mean_batch: float | None
+
+
 @dataclass
 class Cell:
     """All measured windows of one server at one concurrency."""
@@ -84,6 +94,19 @@ class Cell:
     windows: list[_wrk.WrkRun] = field(default_factory=list)
     cpu_us_per_request: list[float] = field(default_factory=list)
     drain_s: list[float] = field(default_factory=list)
+    mean_batches: list[float] = field(default_factory=list)
+
+    def add(self, window: Window) -> None:
+        run = window.run
+        self.windows.append(run)
+        self.cpu_us_per_request.append(window.cpu_s / run.requests * 1e6 if run.requests else float("nan"))
+        self.drain_s.append(window.drain_s)
+        if window.mean_batch is not None:
+            self.mean_batches.append(window.mean_batch)
+
+    @property
+    def mean_batch(self) -> str:
+        return f"{statistics.median(self.mean_batches):.1f}" if self.mean_batches else "-"
 
     def median(self, fn: Callable[[_wrk.WrkRun], float]) -> float:
         return statistics.median(fn(w) for w in self.windows)
@@ -196,17 +219,34 @@ def running(scenario: Scenario, logs_dir: Path) -> Iterator[dict[str, ServerProc
             server.stop()
 
 
-def measure(
-    server: ServerProcess, path: str, connections: int, seconds: float, idle_s: float
-) -> tuple[_wrk.WrkRun, float, float]:
-    """One wrk window, the server's CPU seconds during it, and how long the server then took to drain."""
+def batch_totals(server: ServerProcess) -> tuple[float, float] | None:
+    """Sum and count of modalkit's ``modalkit_batch_size`` histogram (all models), or None for other servers."""
+    if not server.name.startswith("modalkit"):
+        return None
+    text = server.request("GET", "/metrics").body.decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("modalkit_batch_size_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("modalkit_batch_size_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+def measure(server: ServerProcess, path: str, connections: int, seconds: float, idle_s: float) -> Window:
+    """One wrk window, the server's CPU time and mean batch size during it, and how long it then took to drain."""
     assert server.pid is not None
     threads = 1 if connections == 1 else 2  # two cores: wrk's threads share them with the server
+    batches_before = batch_totals(server)
     cpu_before = group_cpu_seconds(server.pid)
     run = _wrk.run_wrk(server.url(path), BODY, connections, threads, seconds)
     cpu = group_cpu_seconds(server.pid) - cpu_before
+    batches_after = batch_totals(server)
+    mean_batch = None
+    if batches_before and batches_after and batches_after[1] > batches_before[1]:
+        mean_batch = (batches_after[0] - batches_before[0]) / (batches_after[1] - batches_before[1])
     drained = drain(server, path, BODY, idle_s, expected_answer)
-    return run, cpu, drained
+    return Window(run, cpu, drained, mean_batch)
 
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -> dict[tuple[str, int], Cell]:
@@ -223,11 +263,9 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -
             for i in range(args.windows):
                 # Rotate the order so no server always runs right after the same neighbour.
                 for name in names[i % len(names) :] + names[: i % len(names)]:
-                    run, cpu, drained = measure(servers[name], scenario.path, conc, args.seconds, idle[name])
+                    window = measure(servers[name], scenario.path, conc, args.seconds, idle[name])
                     cell = cells.setdefault((name, conc), Cell())
-                    cell.windows.append(run)
-                    cell.cpu_us_per_request.append(cpu / run.requests * 1e6 if run.requests else float("nan"))
-                    cell.drain_s.append(drained)
+                    cell.add(window)
             summary = ", ".join(f"{n} {cells[(n, conc)].rps:,.0f} req/s" for n in names)
             log(f"  c={conc}: {summary}")
     return cells
@@ -242,6 +280,7 @@ def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
     accel = scenario.key == "accel"
     limit = physical_limit_rps()
     head = "| c | server | req/s | p50 ms | p99 ms | errors | req/s vs base | p50 vs base | server CPU us/req |"
+    head += " mean batch |"
     if accel:
         head += " % of limit |"
     lines = [f"### {scenario.title}", "", head, "|" + " --- |" * (head.count("|") - 1)]
@@ -255,7 +294,7 @@ def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
             row = (
                 f"| {conc} | {name} | {cell.rps:,.0f} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | {cell.errors} | "
                 f"{ratio(cell.rps, base.rps) if base else '-'} | {ratio(cell.p50_ms, base.p50_ms) if base else '-'} | "
-                f"{cell.cpu_us:,.0f} |"
+                f"{cell.cpu_us:,.0f} | {cell.mean_batch} |"
             )
             if accel:
                 row += f" {cell.rps / limit:.0%} |"
@@ -338,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                     "wrk_corrected_p99_ms": cell.wrk_p99_ms,
                     "errors": cell.errors,
                     "server_cpu_us_per_request": cell.cpu_us,
+                    "mean_batch_size": cell.mean_batch,
                     "windows_rps": [w.rps for w in cell.windows],
                     "drain_s": cell.drain_s,
                 }

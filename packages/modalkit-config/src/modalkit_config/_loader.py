@@ -11,7 +11,7 @@ import copy
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,13 +343,29 @@ def _merge(build: _Build, layer: _Layer) -> None:
             if isinstance(value, dict) and isinstance(base.get(key), dict):
                 merge(base[key], value, path)
             else:
-                _drop_origins(build.origins, path)
+                if key in base:
+                    _walk_paths(base[key], path, build.origins.pop)
                 base[key] = copy.deepcopy(value)
-                build.origins.update({p: o for p, o in layer.origins.items() if p[: len(path)] == path})
+                _walk_paths(value, path, copy_origin)
             if path in layer.origins:
                 build.origins[path] = layer.origins[path]
 
+    def copy_origin(path: KeyPath, _: None = None) -> None:
+        if path in layer.origins:
+            build.origins[path] = layer.origins[path]
+
     merge(build.data, layer.data, ())
+
+
+def _walk_paths(value: Any, path: KeyPath, visit: Callable[[KeyPath, None], object]) -> None:
+    """Call ``visit(p, None)`` for ``path`` and every key path inside ``value`` (cost: the size of ``value``)."""
+    visit(path, None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _walk_paths(item, (*path, key), visit)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk_paths(item, (*path, index), visit)
 
 
 def _validate(build: _Build) -> Settings:

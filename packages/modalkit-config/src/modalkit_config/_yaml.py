@@ -18,6 +18,9 @@ from modalkit_config.errors import ConfigIssue, ConfigSyntaxError
 
 __all__ = ["YamlDocument", "read_yaml"]
 
+# libyaml's parser is several times faster and keeps the same node marks; PyYAML builds without it fall back.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass
 class YamlDocument:
@@ -46,7 +49,7 @@ def read_yaml(text: str, file: str) -> YamlDocument:
     Raises:
         ConfigSyntaxError: The text is not valid YAML, holds several documents, or repeats a key.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

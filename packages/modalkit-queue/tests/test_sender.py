@@ -23,6 +23,7 @@ from modalkit_queue import (
     ReliableSender,
     RetryPolicy,
     SenderClosedError,
+    UnknownBackendError,
     job_id_of,
     result_message,
     send_response_queue,
@@ -395,3 +396,22 @@ def test_send_response_queue_reports_delivery_and_dead_letter(tmp_path: Path) ->
     assert [r["job_id"] for r in read_jsonl(tmp_path / "dl.jsonl")] == ["job-2"]
     with pytest.raises(TypeError, match="queue_message must be a string"):
         send_response_queue("q", {"not": "text"}, queue_config=config)  # type: ignore[arg-type]
+
+
+def test_send_response_queue_reads_the_queue_config_from_modalkit_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "modalkit.yaml").write_text(
+        "app_settings:\n"
+        "  app_prefix: demo\n"
+        "  queue_config:\n"
+        "    backend: nowhere\n"
+        "model_settings:\n"
+        "  model_entries:\n"
+        "    m: {}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALKIT_CONFIG", raising=False)
+    # The YAML names a backend nobody registered: the error proves the file was read.
+    with pytest.raises(UnknownBackendError, match="'nowhere'"):
+        send_response_queue("q", msg(1))

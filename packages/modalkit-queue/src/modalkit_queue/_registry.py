@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from modalkit_config import QueueConfig
+from modalkit_config import QueueConfig, load_settings
 from modalkit_queue._message import job_id_of
 from modalkit_queue._protocol import QueueBackend
 from modalkit_queue._sender import DeliveryEvent, ReliableSender
@@ -128,7 +128,9 @@ def send_response_queue(
     Args:
         queue_name: Target queue.
         queue_message: JSON text; its ``job_id`` (if any) labels logs and the dead letter.
-        queue_config: Where and how to deliver; defaults to ``QueueConfig()`` (the memory backend).
+        queue_config: Where and how to deliver; by default ``app_settings.queue_config`` from
+            :func:`modalkit_config.load_settings` (``modalkit.yaml``, or the files ``MODALKIT_CONFIG`` lists),
+            read at call time as the earlier modalkit did.
         backend: Use this backend instead of building one from ``queue_config`` (it is closed afterwards).
         timeout: Most seconds to wait for delivery or dead letter.
 
@@ -137,12 +139,13 @@ def send_response_queue(
 
     Raises:
         TypeError: ``queue_message`` is not a string.
+        ConfigError: No ``queue_config`` was given and the configuration cannot be read.
         QueueConfigError: The configuration names an unknown backend or is unusable.
         MissingExtraError: The backend's optional library is not installed.
     """
     if not isinstance(queue_message, str):
         raise TypeError(f"send_response_queue: queue_message must be a string (got {type(queue_message).__name__})")
-    config = queue_config if queue_config is not None else QueueConfig()
+    config = queue_config if queue_config is not None else load_settings().app_settings.queue_config
     outcome: concurrent.futures.Future[bool] = concurrent.futures.Future()
 
     def on_event(event: DeliveryEvent) -> None:

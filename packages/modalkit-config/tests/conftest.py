@@ -1,27 +1,14 @@
-"""Shared fixtures: a minimal valid configuration and a helper that writes files."""
+"""Shared fixtures: a helper that writes files, and the fixture files' folder."""
 
 from __future__ import annotations
 
-import copy
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-MINIMAL: dict[str, Any] = {
-    "app_settings": {"app_prefix": "demo"},
-    "model_settings": {"model_entries": {"m": {}}},
-}
-
-
-@pytest.fixture
-def minimal() -> dict[str, Any]:
-    """A fresh copy of the smallest valid configuration."""
-    return copy.deepcopy(MINIMAL)
 
 
 @pytest.fixture

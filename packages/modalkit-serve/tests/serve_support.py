@@ -22,6 +22,9 @@ from pydantic import BaseModel, Field
 from modalkit_config import Settings
 from modalkit_pipeline import InferenceOutputModel, InferencePipeline, ItemError
 
+LOAD_GATE = threading.Event()
+"""Model entries with ``slow_load: true`` wait for this in their constructor."""
+
 
 class ToyInput(BaseModel):
     """One text."""
@@ -49,6 +52,8 @@ class ToyPipeline(InferencePipeline[ToyInput, ToyOutput]):
         super().__init__(model_name, all_model_data_folder, common_settings, *args, **kwargs)
         if kwargs.get("fail_load"):
             raise RuntimeError(f"cannot load {model_name}: weights missing")
+        if kwargs.get("slow_load"):
+            LOAD_GATE.wait(30)
         self.batches: list[list[str]] = []
         self.reloads = 0
         self.fail_reload = False

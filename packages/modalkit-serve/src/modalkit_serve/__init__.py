@@ -1,16 +1,44 @@
-"""modalkit-serve: the HTTP service, dynamic batching, the batch worker and the local runtime."""
+"""modalkit-serve: the HTTP service, dynamic batching, the batch worker and the local runtime.
+
+- `create_app(runner, input_model, output_model, settings, authenticator=None)`: the FastAPI service.
+- `LocalRunner`: serves every model entry on this machine (a `Batcher` and a `Worker` per model).
+- `Worker`: the one place a batch runs, locally and inside a Modal container.
+- `ServiceSpec` and `run`: what an app file declares and how `modalkit-serve APP.py` runs it.
+- `configure_logging`: JSON-lines logs (called by the CLI; nothing is configured at import).
+"""
 
 from importlib.metadata import version as _version
 
 from modalkit_serve import errors
+from modalkit_serve._app import AuthenticatorLike, ErrorResponse, create_app
+from modalkit_serve._asgi import RequestInfo
+from modalkit_serve._batcher import Batcher, BatchItem
+from modalkit_serve._jobs import JobStatus, JobView
+from modalkit_serve._logging import configure_logging
+from modalkit_serve._metrics import ServeMetrics
+from modalkit_serve._runner import LocalRunner, ManagedRunner, OutboxSender, Runner
 from modalkit_serve._worker import Sender, Worker, is_fatal_error, safe_error_message
 
 __version__ = _version("modalkit-serve")
 
 __all__ = [
+    "AuthenticatorLike",
+    "BatchItem",
+    "Batcher",
+    "ErrorResponse",
+    "JobStatus",
+    "JobView",
+    "LocalRunner",
+    "ManagedRunner",
+    "OutboxSender",
+    "RequestInfo",
+    "Runner",
     "Sender",
+    "ServeMetrics",
     "Worker",
     "__version__",
+    "configure_logging",
+    "create_app",
     "errors",
     "is_fatal_error",
     "safe_error_message",

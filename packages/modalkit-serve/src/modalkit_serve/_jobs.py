@@ -6,13 +6,13 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
 from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError
 
-__all__ = ["Job", "JobStatus", "JobStore"]
+__all__ = ["Job", "JobState", "JobStatus", "JobStore", "JobView", "job_status_json"]
 
 logger = logging.getLogger("modalkit.jobs")
 
@@ -32,23 +32,35 @@ class JobStatus(BaseModel, Generic[OutT]):
     """The output (or the error) once the job has finished; ``null`` before."""
 
 
+class JobView(NamedTuple):
+    """What a runner reports about one job (``GET /jobs/{job_id}``)."""
+
+    job_id: str
+    status: JobState
+    result: BaseModel | None
+
+
 class Job:
     """One accepted async request and what became of it."""
 
-    __slots__ = ("job_id", "model_name", "request", "result_json", "status")
+    __slots__ = ("job_id", "model_name", "request", "result", "status")
 
     def __init__(self, job_id: str, model_name: str, request: AsyncInputModel[Any]) -> None:
         self.job_id = job_id
         self.model_name = model_name
         self.request = request
         self.status: JobState = "pending"
-        self.result_json: bytes | None = None
+        self.result: BaseModel | None = None
 
-    def to_json(self) -> bytes:
-        """The `JobStatus` JSON, assembled from the stored result bytes (serialised once, at completion)."""
-        result = self.result_json if self.result_json is not None else b"null"
-        job_id = json.dumps(self.job_id).encode()
-        return b'{"job_id":%s,"status":"%s","result":%s}' % (job_id, self.status.encode(), result)
+    def view(self) -> JobView:
+        """A snapshot for ``GET /jobs/{job_id}``."""
+        return JobView(self.job_id, self.status, self.result)
+
+
+def job_status_json(job_id: str, status: JobState, result: BaseModel | None) -> bytes:
+    """The `JobStatus` JSON for a job (the result serialised as its own model, not as the declared union)."""
+    body = b"null" if result is None else type(result).__pydantic_serializer__.to_json(result)
+    return b'{"job_id":%s,"status":"%s","result":%s}' % (json.dumps(job_id).encode(), status.encode(), body)
 
 
 class JobStore:
@@ -88,7 +100,7 @@ class JobStore:
         """Record a job's result; it expires ``ttl_seconds`` from now."""
         failed = isinstance(result, InferenceOutputModel) and result.status != "success"
         job.status = "error" if failed else "success"
-        job.result_json = result.model_dump_json().encode()
+        job.result = result
         self._expiry.append((time.monotonic() + self.ttl_seconds, job))
 
     def _purge(self, now: float) -> None:

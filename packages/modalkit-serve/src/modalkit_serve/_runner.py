@@ -1,0 +1,331 @@
+"""Runners: what the HTTP app calls. `LocalRunner` serves every model entry on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from modalkit_config import Settings
+from modalkit_pipeline import AsyncInputModel, InferencePipeline
+from modalkit_queue import QueueBackend, ReliableSender
+from modalkit_serve._asgi import RequestInfo
+from modalkit_serve._batcher import Batcher, BatchItem
+from modalkit_serve._ids import new_job_id
+from modalkit_serve._jobs import Job, JobStore, JobView
+from modalkit_serve._metrics import ServeMetrics
+from modalkit_serve._worker import Worker, safe_error_message
+from modalkit_serve.errors import NotReadyError, QueueFullError, UnknownModelError
+
+__all__ = ["LocalRunner", "ManagedRunner", "OutboxSender", "Runner"]
+
+logger = logging.getLogger("modalkit.runner")
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """What the HTTP app needs from a runtime: local (`LocalRunner`) or Modal (``modalkit.ModalRunner``).
+
+    Methods raise `modalkit_serve.errors` exceptions (`UnknownModelError`, `NotReadyError`, `QueueFullError`,
+    `RequestTimeoutError`), which the app turns into HTTP answers. ``info``, when given, is filled in for the
+    access log (model, batch size, queue wait); a runner may leave it alone.
+    """
+
+    async def predict(self, model_name: str, item: BaseModel, info: RequestInfo | None = None) -> BaseModel:
+        """One input -> its output, or an `ItemError` when the pipeline failed on it."""
+        ...
+
+    async def predict_many(
+        self, model_name: str, items: Sequence[BaseModel], info: RequestInfo | None = None
+    ) -> list[BaseModel]:
+        """Several inputs -> one result each, in order; a failing item does not fail the others."""
+        ...
+
+    async def submit_async(
+        self, model_name: str, request: AsyncInputModel[Any], info: RequestInfo | None = None
+    ) -> str:
+        """Accept an async request; returns its job id. The result goes to the request's queues."""
+        ...
+
+    async def job_status(self, job_id: str) -> JobView | None:
+        """A job's state and result, or None when the id is unknown."""
+        ...
+
+
+@runtime_checkable
+class ManagedRunner(Protocol):
+    """A runner with a lifecycle; the app's lifespan calls `start` and `stop`, ``/ready`` reads `ready`."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether every model is loaded and serving."""
+        ...
+
+    async def start(self) -> None:
+        """Begin loading (must return quickly: the server answers /health meanwhile)."""
+        ...
+
+    async def stop(self) -> None:
+        """Drain: finish in-flight work and deliver every accepted async job."""
+        ...
+
+
+class OutboxSender(Protocol):
+    """The parts of `modalkit_queue.ReliableSender` the local runner uses."""
+
+    def submit(self, queue_name: str, message: str, job_id: str) -> None:
+        """Queue one message for delivery."""
+
+    def has_capacity(self, n: int = 1) -> bool:
+        """Whether ``n`` more messages fit in the outbox."""
+        ...
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Deliver what is pending (up to ``timeout``) and stop."""
+        ...
+
+
+class LocalRunner:
+    """Serves every model entry of the config on this machine: one pipeline, worker and batcher per entry.
+
+    Args:
+        pipeline_cls: The pipeline class; built once per model entry as
+            ``pipeline_cls(name, local_model_repository_folder, common, **entry)``.
+        settings: The service's settings (batching, server limits, queue config, model entries).
+        sender: Delivers async results. By default the runner builds a `modalkit_queue.ReliableSender` from
+            ``queue_config`` at `start` and closes (drains) it at `stop`; a sender passed in is used as it is
+            and its owner starts and closes it.
+        queue_backend: The backend for the sender the runner builds (default: ``create_backend(queue_config)``),
+            e.g. a `modalkit_queue.MemoryBackend` to read results back in tests.
+        metrics: Where batch and delivery metrics go (the app also uses it for request metrics).
+        on_fatal: Called with the exception when a model hits a fatal (CUDA) error.
+    """
+
+    def __init__(
+        self,
+        pipeline_cls: type[InferencePipeline[Any, Any]],
+        settings: Settings,
+        *,
+        sender: OutboxSender | None = None,
+        queue_backend: QueueBackend | None = None,
+        metrics: ServeMetrics | None = None,
+        on_fatal: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        self.pipeline_cls = pipeline_cls
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else ServeMetrics()
+        self.on_fatal = on_fatal
+        server = settings.app_settings.server_config
+        self.jobs = JobStore(server.job_ttl_seconds, server.max_jobs)
+        self.model_names: list[str] = list(settings.model_settings.model_entries)
+        self._sender = sender
+        self._owns_sender = sender is None
+        self._queue_backend = queue_backend
+        self._batchers: dict[str, Batcher] = {}
+        self._load_errors: dict[str, str] = {}
+        self._loader: asyncio.Task[None] | None = None
+        self._loaded = False
+        self._stopping = False
+        self.metrics.queue_depth_source = self.queue_depths
+        self.metrics.ready_source = lambda: self.ready
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True once every model loaded, while none has hit a fatal error and the runner is not draining."""
+        if not self._loaded or self._load_errors or self._stopping:
+            return False
+        return all(b.worker.ready for b in self._batchers.values())
+
+    @property
+    def sender(self) -> OutboxSender | None:
+        """The async result sender (None until `start`)."""
+        return self._sender
+
+    def worker(self, model_name: str) -> Worker:
+        """The worker serving a model (for tests and volume-reload hooks).
+
+        Raises:
+            UnknownModelError: no such model, or not loaded yet.
+        """
+        batcher = self._batchers.get(model_name)
+        if batcher is None:
+            raise UnknownModelError(model_name, list(self._batchers))
+        return batcher.worker
+
+    async def start(self) -> None:
+        """Start the result sender and begin loading every model in a thread; returns without waiting."""
+        if self._loader is not None:
+            return
+        if self._sender is None:
+            self._sender = self._build_sender()
+        self._loader = asyncio.create_task(self._load_all(), name="modalkit-load-models")
+
+    async def wait_ready(self) -> bool:
+        """Wait until loading finished; returns `ready`."""
+        if self._loader is not None:
+            await asyncio.shield(self._loader)
+        return self.ready
+
+    async def stop(self) -> None:
+        """Drain: refuse new work, finish every queued batch (async jobs included), then deliver every result.
+
+        Bounded by ``server_config.drain_timeout_seconds`` overall; whatever the sender could not deliver in
+        that time it writes to its dead-letter file.
+        """
+        self._stopping = True
+        deadline = time.monotonic() + self.settings.app_settings.server_config.drain_timeout_seconds
+        if self._loader is not None and not self._loader.done():
+            # A pipeline constructor cannot be interrupted; let it finish so its batcher can be closed cleanly.
+            await asyncio.wait({self._loader}, timeout=max(0.0, deadline - time.monotonic()))
+        queued = sum(b.in_flight for b in self._batchers.values())
+        if queued:
+            logger.info("draining: finishing %d queued items before exit", queued)
+        for batcher in self._batchers.values():
+            await batcher.close(max(0.0, deadline - time.monotonic()))
+        if self._sender is not None and self._owns_sender:
+            remaining = max(1.0, deadline - time.monotonic())
+            delivered = await asyncio.to_thread(self._sender.close, remaining)
+            if not delivered:
+                logger.error("some async results were not delivered before shutdown; see the dead-letter file")
+
+    # -- the Runner protocol ---------------------------------------------------------------------------------
+
+    async def predict(self, model_name: str, item: BaseModel, info: RequestInfo | None = None) -> BaseModel:
+        """Run one input through the model's batcher (so concurrent calls share batches)."""
+        batcher = self._batcher(model_name)
+        queued = batcher.submit(item)
+        try:
+            return await batcher.result(queued)
+        finally:
+            if info is not None:
+                info.batch_size = queued.batch_size or None
+                info.queue_wait_ms = queued.queue_wait * 1000.0 if queued.batch_size else None
+
+    async def predict_many(
+        self, model_name: str, items: Sequence[BaseModel], info: RequestInfo | None = None
+    ) -> list[BaseModel]:
+        """Queue every input at once (they fill batches of up to max_batch_size) and collect the results."""
+        batcher = self._batcher(model_name)
+        queued = batcher.submit_many(items)
+        try:
+            return [await batcher.result(q) for q in queued]
+        except BaseException:
+            for q in queued:
+                future = q.future
+                if future is None:
+                    continue
+                if not future.done():
+                    future.cancel()  # the caller is gone (timeout): do not spend the model on the rest
+                elif not future.cancelled():
+                    future.exception()  # mark retrieved: one timeout answers the whole request
+            raise
+        finally:
+            if info is not None:
+                _summarise(queued, info)
+
+    async def submit_async(
+        self, model_name: str, request: AsyncInputModel[Any], info: RequestInfo | None = None
+    ) -> str:
+        """Accept an async job; its result goes to the request's queues and to the job store."""
+        batcher = self._batcher(model_name)
+        sender = self._sender
+        if sender is not None and (request.success_queue or request.failure_queue) and not sender.has_capacity(1):
+            raise QueueFullError("the async result outbox is full; retry later")
+        job = Job(new_job_id(), model_name, request)
+        batcher.submit_job(job)
+        self.jobs.add(job)
+        self.metrics.async_jobs.inc((model_name,))
+        return job.job_id
+
+    async def job_status(self, job_id: str) -> JobView | None:
+        """The job's state and result (None if unknown or expired)."""
+        job = self.jobs.get(job_id)
+        return None if job is None else job.view()
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _batcher(self, model_name: str) -> Batcher:
+        batcher = self._batchers.get(model_name)
+        if batcher is not None:
+            return batcher
+        if model_name in self._load_errors:
+            raise NotReadyError(f"model {model_name} failed to load: {self._load_errors[model_name]}")
+        if model_name in self.settings.model_settings.model_entries:
+            raise NotReadyError(f"model {model_name} is still loading; retry shortly (see GET /ready)")
+        raise UnknownModelError(model_name, self.model_names)
+
+    def _build_sender(self) -> OutboxSender:
+        sender = ReliableSender.from_config(
+            self.settings.app_settings.queue_config,
+            backend=self._queue_backend,
+            on_event=self.metrics.on_delivery_event,
+        )
+        sender.start()
+        return sender
+
+    async def _load_all(self) -> None:
+        model_settings = self.settings.model_settings
+        app = self.settings.app_settings
+        for name, entry in model_settings.model_entries.items():
+            if self._stopping:
+                return
+            started = time.monotonic()
+            try:
+                pipeline = await asyncio.to_thread(self._build_pipeline, name, entry)
+            except Exception as exc:
+                self._load_errors[name] = safe_error_message(exc)
+                logger.error(
+                    "model %s failed to load (%s); the service stays not ready (GET /ready answers 503)",
+                    name,
+                    self._load_errors[name],
+                    exc_info=exc,
+                )
+                continue
+            worker = Worker(pipeline, sender=self._sender, on_fatal=self._fatal(name))
+            batcher = Batcher(
+                worker,
+                max_batch_size=app.batch_config.max_batch_size,
+                wait_ms=app.batch_config.wait_ms,
+                max_queue_size=app.server_config.max_queue_size,
+                timeout_seconds=app.server_config.request_timeout_seconds,
+                model_name=name,
+                on_batch=self.metrics.observe_batch,
+                on_job_done=self.jobs.finish,
+            )
+            batcher.start()
+            self._batchers[name] = batcher
+            logger.info("model %s loaded in %.2fs", name, time.monotonic() - started)
+        self._loaded = True
+        if not self._load_errors:
+            logger.info("all %d models loaded; ready", len(self._batchers))
+
+    def _build_pipeline(self, name: str, entry: Mapping[str, Any]) -> InferencePipeline[Any, Any]:
+        model_settings = self.settings.model_settings
+        return self.pipeline_cls(
+            name, model_settings.local_model_repository_folder, dict(model_settings.common), **dict(entry)
+        )
+
+    def _fatal(self, name: str) -> Callable[[BaseException], None]:
+        def on_fatal(exc: BaseException) -> None:
+            logger.critical("model %s stopped after a fatal error; the service is no longer ready", name)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+
+        return on_fatal
+
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting for a batch, per loaded model."""
+        return {name: b.depth for name, b in self._batchers.items()}
+
+
+def _summarise(queued: Sequence[BatchItem], info: RequestInfo) -> None:
+    ran = [q for q in queued if q.batch_size]
+    if ran:
+        info.batch_size = max(q.batch_size for q in ran)
+        info.queue_wait_ms = max(q.queue_wait for q in ran) * 1000.0

@@ -47,7 +47,7 @@ from sim_models import ACCEL_BASE_SECONDS, ACCEL_PER_ITEM_SECONDS, physical_limi
 
 RESULTS_DIR = BENCH_DIR / "results"
 TEXT = "modalkit benchmark: a short sentence to measure."
-BODY = json.dumps({"message": {"text": TEXT}})
+BODY = json.dumps({"text": TEXT})
 
 
 def log(msg: str) -> None:

@@ -23,10 +23,6 @@ class TextInput(BaseModel):
     text: str
 
 
-class PredictRequest(BaseModel):
-    message: TextInput
-
-
 class LengthOutput(BaseModel):
     status: str = "success"
     error: str | None = None
@@ -41,8 +37,8 @@ def trivial_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/predict_sync")
-    async def predict_sync(request: PredictRequest) -> LengthOutput:
-        return LengthOutput(length=text_lengths([request.message.text])[0])
+    async def predict_sync(request: TextInput) -> LengthOutput:
+        return LengthOutput(length=text_lengths([request.text])[0])
 
     return app
 
@@ -56,8 +52,8 @@ def accel_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/predict_sync")
-    def predict_sync(request: PredictRequest) -> LengthOutput:
-        return LengthOutput(length=accelerator.run([request.message.text])[0])
+    def predict_sync(request: TextInput) -> LengthOutput:
+        return LengthOutput(length=accelerator.run([request.text])[0])
 
     return app
 

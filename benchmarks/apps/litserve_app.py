@@ -25,7 +25,7 @@ class LengthAPI(ls.LitAPI):
 
     # No annotation on `request`: LitServe reads it to build the route and takes a missing one as "raw JSON".
     def decode_request(self, request, **kwargs: Any) -> str:  # type: ignore[no-untyped-def]
-        return str(request["message"]["text"])
+        return str(request["text"])
 
     def predict(self, texts: list[str], **kwargs: Any) -> list[int]:
         if self.model_kind == "accel":

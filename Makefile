@@ -11,7 +11,7 @@ format:
 	uv run ruff format . && uv run ruff check --fix .
 
 typecheck:
-	uv run mypy
+	scripts/typecheck
 
 test:
 	uv run pytest

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,16 +57,11 @@ def test_no_settings_means_load_settings(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_construction_builds_no_modal_object() -> None:
-    code = (
-        "import sys\n"
-        "from modalkit_config import settings_from_dict\n"
-        "from modalkit._config import ModalConfig\n"
-        f"c = ModalConfig(settings_from_dict({MINIMAL!r}))\n"
-        "c.app_name; c.get_batched_method_settings(); c.get_asgi_app_settings()\n"
-        "print('modal' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    config = ModalConfig(settings_from_dict(MINIMAL))
+    assert (config.app_name, config.get_batched_method_settings()) == ("mini-dev", {"max_batch_size": 1, "wait_ms": 0})
+    assert config.get_asgi_app_settings() == {"requires_proxy_auth": False}
+    # image, volumes and secrets are built on first use only
+    assert (config._image, config._volumes, config._secrets) == (None, None, None)
 
 
 # --- every argument is a modal 1.x parameter ---------------------------------------------------------------

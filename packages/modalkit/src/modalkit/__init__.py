@@ -1,9 +1,80 @@
-"""modalkit."""
+"""modalkit: serve ML models over HTTP on one machine (``modalkit serve app.py``) and on Modal (``modal deploy``).
+
+Everything a user imports comes from here::
+
+    from modalkit import InferencePipeline, InferenceOutputModel, ModalConfig, ModalService, create_web_endpoints
+
+The earlier modalkit's module paths keep working: ``modalkit.inference_pipeline``, ``modalkit.iomodel``,
+``modalkit.modal_config``, ``modalkit.modal_service``, ``modalkit.settings``, ``modalkit.task_queue``.
+"""
 
 from importlib.metadata import version as _version
 
+from modalkit import errors
 from modalkit._config import ModalConfig
+from modalkit._service import LegacyQueueBackend, ModalService
+from modalkit._web import ModalCalls, ModalRunner, create_web_endpoints
+from modalkit.errors import (
+    AppFileError,
+    ModalkitError,
+    ModalNotLoggedInError,
+    ScaffoldError,
+    ServiceDefinitionError,
+)
+from modalkit_config import ConfigError, Settings, load_settings, settings_from_dict
+from modalkit_pipeline import (
+    AsyncInputModel,
+    AsyncOutputModel,
+    DelayedFailureOutputModel,
+    InferenceOutputModel,
+    InferencePipeline,
+    ItemError,
+    SyncInputModel,
+    failed_indices,
+)
+from modalkit_pipeline.testing import run_pipeline
+from modalkit_queue import (
+    MemoryBackend,
+    QueueBackend,
+    ReliableSender,
+    create_backend,
+    register_backend,
+    send_response_queue,
+)
 
 __version__ = _version("modalkit")
 
-__all__ = ["ModalConfig", "__version__"]
+__all__ = [
+    "AppFileError",
+    "AsyncInputModel",
+    "AsyncOutputModel",
+    "ConfigError",
+    "DelayedFailureOutputModel",
+    "InferenceOutputModel",
+    "InferencePipeline",
+    "ItemError",
+    "LegacyQueueBackend",
+    "MemoryBackend",
+    "ModalCalls",
+    "ModalConfig",
+    "ModalNotLoggedInError",
+    "ModalRunner",
+    "ModalService",
+    "ModalkitError",
+    "QueueBackend",
+    "ReliableSender",
+    "ScaffoldError",
+    "ServiceDefinitionError",
+    "Settings",
+    "SyncInputModel",
+    "__version__",
+    "create_backend",
+    "create_web_endpoints",
+    "errors",
+    "failed_indices",
+    "load_settings",
+    "register_backend",
+    "run_pipeline",
+    "send_response_queue",
+    "settings_from_dict",
+]

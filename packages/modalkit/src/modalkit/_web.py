@@ -1,0 +1,253 @@
+"""The web side on Modal: `create_web_endpoints` builds serve's FastAPI app over a `ModalRunner`.
+
+The web function and the inference class are two Modal objects (a class with a ``@modal.batched`` method may
+have no other Modal method): the web function validates requests and forwards them to the class's batched
+``process_request`` method, where Modal batches them.
+
+- sync: ``process_request.remote.aio(request)`` (single items; Modal groups them into batches);
+- batch: ``process_request.map.aio(requests)``;
+- async: ``process_request.spawn.aio(request)``; the FunctionCall id is the job id;
+- ``/jobs/{id}``: ``modal.FunctionCall.from_id(id).get.aio(timeout=0)``; the built-in ``TimeoutError`` means the
+  call is still running.
+
+`ModalCalls` holds those four calls, so tests can replace Modal's cloud (and nothing else) with a layer that runs
+the class in-process through ``.local()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import BaseModel
+
+from modalkit._service import BATCHED_METHOD, check_service_class
+from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError, SyncInputModel
+from modalkit_serve import JobView, safe_error_message
+from modalkit_serve.errors import RequestTimeoutError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from modalkit_serve import RequestInfo
+
+__all__ = ["ModalCalls", "ModalRunner", "WebEndpoints", "capture_web_endpoints", "create_web_endpoints"]
+
+
+class ModalCalls:
+    """The calls `ModalRunner` makes to Modal's cloud. Each takes the bound batched method of one model
+    (``AppCls(model_name=...).process_request``)."""
+
+    async def remote(self, method: Any, request: BaseModel) -> Any:
+        """Run one request and wait for its result."""
+        return await method.remote.aio(request)
+
+    async def map(self, method: Any, requests: Sequence[BaseModel]) -> list[Any]:
+        """Run several requests; one result (or the exception it raised) per request, in order."""
+        return [r async for r in method.map.aio(list(requests), order_outputs=True, return_exceptions=True)]
+
+    async def spawn(self, method: Any, request: BaseModel) -> str:
+        """Start one request without waiting; returns the FunctionCall id."""
+        call = await method.spawn.aio(request)
+        return str(call.object_id)
+
+    async def poll(self, job_id: str) -> Any:
+        """The result of a spawned call.
+
+        Raises:
+            TimeoutError: (the built-in one) the call has not finished yet.
+            LookupError: no such call, or its result expired.
+            Exception: the call itself failed.
+        """
+        import modal
+        import modal.exception
+
+        try:
+            return await modal.FunctionCall.from_id(job_id).get.aio(timeout=0)
+        except (modal.exception.NotFoundError, modal.exception.OutputExpiredError, modal.exception.InvalidError):
+            raise LookupError(job_id) from None
+
+
+class ModalRunner:
+    """serve's `Runner` over a Modal class: what the web function runs.
+
+    Args:
+        app_cls: The ``@app.cls`` class (a `ModalService` subclass).
+        output_model: The pipeline's output model (results are re-validated into it when they arrive as dicts).
+        calls: The Modal call layer (default `ModalCalls`).
+        request_timeout_seconds: A sync or batch request still unanswered after this gets 504.
+    """
+
+    def __init__(
+        self,
+        app_cls: Any,
+        output_model: type[BaseModel],
+        *,
+        calls: ModalCalls | None = None,
+        request_timeout_seconds: float = 60.0,
+    ) -> None:
+        self.app_cls = app_cls
+        self.output_model = output_model
+        self.calls = calls if calls is not None else ModalCalls()
+        self.request_timeout_seconds = request_timeout_seconds
+        self._methods: dict[str, Any] = {}
+
+    def method(self, model_name: str) -> Any:
+        """The batched method of the class instance for ``model_name`` (one handle per model, reused)."""
+        handle = self._methods.get(model_name)
+        if handle is None:
+            handle = getattr(self.app_cls(model_name=model_name), BATCHED_METHOD)
+            self._methods[model_name] = handle
+        return handle
+
+    async def predict(self, model_name: str, item: BaseModel, info: RequestInfo | None = None) -> BaseModel:
+        """One input -> its output, or an `ItemError` when it failed."""
+        request = _sync_request(item)
+        try:
+            result = await self._timed(self.calls.remote(self.method(model_name), request))
+        except RequestTimeoutError:
+            raise
+        except Exception as exc:
+            return _call_failed(exc)
+        return self._result(result)
+
+    async def predict_many(
+        self, model_name: str, items: Sequence[BaseModel], info: RequestInfo | None = None
+    ) -> list[BaseModel]:
+        """Several inputs -> one result each, in order."""
+        if not items:
+            return []
+        requests = [_sync_request(item) for item in items]
+        results = await self._timed(self.calls.map(self.method(model_name), requests))
+        return [_call_failed(r) if isinstance(r, BaseException) else self._result(r) for r in results]
+
+    async def submit_async(
+        self, model_name: str, request: AsyncInputModel[Any], info: RequestInfo | None = None
+    ) -> str:
+        """Spawn the request on Modal; its FunctionCall id is the job id."""
+        return await self.calls.spawn(self.method(model_name), request)
+
+    async def job_status(self, job_id: str) -> JobView | None:
+        """Poll the FunctionCall: running, finished (success or error), or unknown (None)."""
+        try:
+            result = await self.calls.poll(job_id)
+        except TimeoutError:
+            return JobView(job_id, "running", None)
+        except LookupError:
+            return None
+        except Exception as exc:
+            return JobView(job_id, "error", _call_failed(exc))
+        out = self._result(result)
+        failed = isinstance(out, InferenceOutputModel) and out.status != "success"
+        return JobView(job_id, "error" if failed else "success", out)
+
+    async def _timed(self, call: Any) -> Any:
+        try:
+            return await asyncio.wait_for(call, timeout=self.request_timeout_seconds)
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"no answer from Modal within {self.request_timeout_seconds}s (server_config.request_timeout_seconds)"
+            ) from None
+
+    def _result(self, result: Any) -> BaseModel:
+        if isinstance(result, BaseModel):
+            return result
+        if isinstance(result, dict):
+            if result.get("status") == "error":
+                return ItemError.model_validate(result)
+            return self.output_model.model_validate(result)
+        return ItemError(error=f"unexpected result of type {type(result).__name__} from Modal")
+
+
+def _sync_request(item: BaseModel) -> SyncInputModel[Any]:
+    # Parametrized with the item's own class, so the container validates and pickles it as that model.
+    wrapper: Any = SyncInputModel[type(item)]  # type: ignore[misc]
+    return cast("SyncInputModel[Any]", wrapper(message=item))
+
+
+def _call_failed(exc: BaseException) -> ItemError:
+    return ItemError(error=f"the Modal call failed: {safe_error_message(exc)}")
+
+
+# --- create_web_endpoints ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebEndpoints:
+    """What a call to `create_web_endpoints` asked for (recorded by `capture_web_endpoints`)."""
+
+    app_cls: Any
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+
+
+_capture: contextvars.ContextVar[list[WebEndpoints] | None] = contextvars.ContextVar("modalkit_capture", default=None)
+
+
+@contextlib.contextmanager
+def capture_web_endpoints() -> Iterator[list[WebEndpoints]]:
+    """Within this block, `create_web_endpoints` records its arguments and builds nothing.
+
+    ``modalkit serve`` calls the app file's web function in this mode to learn which class and models it serves,
+    then serves them locally.
+    """
+    found: list[WebEndpoints] = []
+    token = _capture.set(found)
+    try:
+        yield found
+    finally:
+        _capture.reset(token)
+
+
+def create_web_endpoints(
+    app_cls: Any,
+    input_model: type[BaseModel],
+    output_model: type[BaseModel],
+    *,
+    calls: ModalCalls | None = None,
+) -> FastAPI:
+    """The HTTP service for a Modal class: call it from your ``@modal.asgi_app`` web function.
+
+    Args:
+        app_cls: The ``@app.cls`` class, a `ModalService` subclass.
+        input_model: The pipeline's input model.
+        output_model: The pipeline's output model.
+        calls: The Modal call layer (tests replace Modal's cloud here).
+
+    Returns:
+        serve's FastAPI app (routes, limits, auth, metrics) over a `ModalRunner`. API-key auth applies as
+        configured; Modal proxy auth (``deployment_config.secure``) is enforced by Modal's proxy.
+    """
+    found = _capture.get()
+    if found is not None:
+        found.append(WebEndpoints(app_cls, input_model, output_model))
+        return None  # type: ignore[return-value]  # capture mode: nothing is served
+    from modalkit_auth import build_authenticator
+    from modalkit_serve import create_app
+
+    user_cls = _user_class(app_cls)
+    check_service_class(user_cls)
+    settings = user_cls.modal_utils.settings
+    runner = ModalRunner(
+        app_cls,
+        output_model,
+        calls=calls,
+        request_timeout_seconds=settings.app_settings.server_config.request_timeout_seconds,
+    )
+    authenticator = build_authenticator(settings.app_settings, on_modal=True)
+    return create_app(runner, input_model, output_model, settings, authenticator)
+
+
+def _user_class(app_cls: Any) -> type[Any]:
+    """The user's class behind a ``modal.Cls`` (or the class itself)."""
+    getter = getattr(app_cls, "_get_user_cls", None)
+    if callable(getter):
+        user_cls: type[Any] = getter()
+        return user_cls
+    if isinstance(app_cls, type):
+        return app_cls
+    raise TypeError(f"expected the @app.cls class, got {type(app_cls).__name__}")

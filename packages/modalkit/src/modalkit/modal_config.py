@@ -1,0 +1,5 @@
+"""``from modalkit.modal_config import ModalConfig``: the earlier modalkit's import path, kept working."""
+
+from modalkit._config import ModalConfig
+
+__all__ = ["ModalConfig"]

@@ -1,0 +1,254 @@
+"""ModalService with the real modal package, offline: ``.local()`` runs the enter hook and real inference."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import modal
+import modal.experimental
+import pytest
+from modal.types import FunctionInfo
+
+from modalkit import ModalConfig, ModalService
+from modalkit.errors import ServiceDefinitionError
+from modalkit.iomodel import AsyncInputModel, ItemError, SyncInputModel
+from modalkit_config import settings_from_dict
+
+from .conftest import FIXTURES, LoadApp
+
+LOCAL_VOLUME_WARNING = "ignore:.*executing locally and will not have access to the mounted Volume:UserWarning"
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    # A bound on waiting for background delivery, not a speed assertion.
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+def _async(input_model: Any, **fields: Any) -> AsyncInputModel[Any]:
+    wrapper: Any = AsyncInputModel[input_model]
+    return cast("AsyncInputModel[Any]", wrapper(**fields))
+
+
+def _sync(module: Any, *texts: str) -> list[SyncInputModel[Any]]:
+    return [SyncInputModel[module.TextInput](message=module.TextInput(text=t)) for t in texts]
+
+
+@pytest.fixture
+def translation(load_app: LoadApp) -> Any:
+    return load_app("modal_translation_app.py", FIXTURES / "translation.yaml")
+
+
+def test_readme_flow_reaches_modal_with_the_configured_batching(translation: Any) -> None:
+    info = translation.TranslationApp._get_class_service_function().info()
+    assert info.batching_info == FunctionInfo.BatchingInfo(max_batch_size=8, wait_ms=10)
+    assert info.gpus == [("T4", 1)]
+    assert info.method_names == ["process_request"]
+
+
+def test_local_call_runs_the_enter_hook_and_real_inference(translation: Any) -> None:
+    service = translation.TranslationApp(model_name="translation_model")
+    results = service.process_request.local(_sync(translation, "hello world", "good cat"))
+    assert [r.translation for r in results] == ["bonjour monde", "bon chat"]
+    assert all(r.status == "success" for r in results)
+
+
+def test_model_name_parameter_selects_the_model_entry(translation: Any) -> None:
+    service = translation.TranslationApp(model_name="slang_model")
+    [result] = service.process_request.local(_sync(translation, "good night"))
+    assert result.translation == "bon nuitée"  # slang_model's extra_words reached the pipeline
+
+
+def test_one_failing_item_does_not_fail_the_batch(translation: Any) -> None:
+    service = translation.TranslationApp(model_name="translation_model")
+    results = service.process_request.local(_sync(translation, "hello", "boom", "cat"))
+    assert results[0].translation == "bonjour"
+    assert isinstance(results[1], ItemError)
+    assert "boom is not a word" in results[1].error
+    assert results[2].translation == "chat"
+
+
+def test_requests_may_arrive_as_plain_dicts(translation: Any) -> None:
+    service = translation.TranslationApp(model_name="translation_model")
+    [result] = service.process_request.local([{"message": {"text": "world"}}])
+    assert result.translation == "monde"
+
+
+def test_unknown_model_name_is_refused_with_the_known_ones(translation: Any) -> None:
+    service = translation.TranslationApp(model_name="nope")
+    with pytest.raises(ServiceDefinitionError, match=r"'nope'.*slang_model, translation_model"):
+        service.process_request.local(_sync(translation, "hello"))
+
+
+def test_each_subclass_batches_as_its_own_config_says(load_app: LoadApp) -> None:
+    module = load_app("modal_two_configs_app.py", FIXTURES / "translation.yaml")
+    small = module.Small._get_class_service_function().info().batching_info
+    large = module.Large._get_class_service_function().info().batching_info
+    assert (small.max_batch_size, small.wait_ms) == (2, 5)
+    assert (large.max_batch_size, large.wait_ms) == (64, 250)
+
+
+def test_cuda_error_stops_fetching_inputs(translation: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    stops: list[bool] = []
+    # Modal's side of stop_fetching_inputs (the container's input stream) is the one thing replaced.
+    monkeypatch.setattr(modal.experimental, "stop_fetching_inputs", lambda: stops.append(True))
+    service = translation.TranslationApp(model_name="translation_model")
+    results = service.process_request.local(_sync(translation, "hello", "gpu melt"))
+    assert stops == [True]
+    assert all(isinstance(r, ItemError) for r in results)
+    [after] = service.process_request.local(_sync(translation, "hello"))
+    assert isinstance(after, ItemError)  # the worker takes no more work on a broken GPU
+    assert "fatal" in after.error
+
+
+@pytest.mark.filterwarnings(LOCAL_VOLUME_WARNING)
+def test_async_results_go_to_the_class_attribute_backend(load_app: LoadApp) -> None:
+    module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    text_input = sys.modules["translation_pipeline"].TextInput
+    requests = [
+        _async(text_input, message=text_input(text="cat"), success_queue="done", meta={"n": 1}),
+        _async(text_input, message=text_input(text="boom"), failure_queue="failed", meta={"n": 2}),
+    ]
+    results = module.QueueApp(model_name="translation_model").process_request.local(requests)
+    assert results[0].translation == "chat"
+    _wait_for(lambda: module.BACKEND.messages("done") and module.BACKEND.messages("failed"), "both deliveries")
+    [done] = [json.loads(m) for m in module.BACKEND.messages("done")]
+    [failed] = [json.loads(m) for m in module.BACKEND.messages("failed")]
+    assert (done["translation"], done["meta"]) == ("chat", {"n": 1})
+    assert (failed["status"], failed["meta"]) == ("error", {"n": 2})
+    assert failed["original_message"]["message"] == {"text": "boom"}
+
+
+@pytest.mark.filterwarnings(LOCAL_VOLUME_WARNING)
+def test_an_earlier_style_backend_still_receives_results(load_app: LoadApp) -> None:
+    module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    text_input = sys.modules["translation_pipeline"].TextInput
+    request = _async(text_input, message=text_input(text="hello"), success_queue="legacy")
+    module.EarlierQueueApp(model_name="translation_model").process_request.local([request])
+    _wait_for(lambda: bool(module.EARLIER.sent), "the earlier-style backend")
+    [(queue, message)] = module.EARLIER.sent
+    assert queue == "legacy"
+    assert json.loads(message)["translation"] == "bonjour"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _FakeVolume:
+    """Modal's cloud side of a volume."""
+
+    def __init__(self) -> None:
+        self.reloads = 0
+
+    def reload(self) -> None:
+        self.reloads += 1
+
+
+def _raw_service(cls: Any, model_name: str) -> Any:
+    """The user's class instance, as Modal's container builds it (no __init__, parameters set)."""
+    user_cls = cls._get_user_cls()
+    service = user_cls.__new__(user_cls)
+    service.model_name = model_name
+    return service
+
+
+def test_volumes_reload_on_the_interval_then_the_pipeline_hook_runs(
+    load_app: LoadApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    clock = _Clock()
+    monkeypatch.setattr("modalkit._service.time", clock)
+    volume = _FakeVolume()
+    module.config._volumes = {"/models": volume}
+    service = _raw_service(module.QueueApp, "translation_model")
+    service.load_artefacts()
+    try:
+        batch = _sync(sys.modules["translation_pipeline"], "cat")
+        service.process_request(batch)
+        assert volume.reloads == 0  # interval (30 s) not reached
+        clock.now += 31
+        service.process_request(batch)
+        assert volume.reloads == 1
+        assert service._modalkit_worker.pipeline.reloads == 1  # on_volume_reload ran after the reload
+        clock.now += 5
+        service.process_request(batch)
+        assert volume.reloads == 1
+    finally:
+        service.drain()
+
+
+def test_no_reload_when_the_interval_is_unset(translation: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("modalkit._service.time", clock)
+    reloads: list[bool] = []
+    monkeypatch.setattr(translation.config, "reload_volumes", lambda: reloads.append(True))
+    service = _raw_service(translation.TranslationApp, "translation_model")
+    service.load_artefacts()
+    clock.now += 10**6
+    service.process_request(_sync(translation, "cat"))
+    service.drain()
+    assert reloads == []
+
+
+def test_exit_hook_drains_pending_deliveries(load_app: LoadApp) -> None:
+    module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    service = _raw_service(module.QueueApp, "translation_model")
+    service.load_artefacts()
+    text_input = sys.modules["translation_pipeline"].TextInput
+    requests = [_async(text_input, message=text_input(text=f"cat {i}"), success_queue="drained") for i in range(20)]
+    service.process_request(requests)
+    service.drain()
+    assert len(module.BACKEND.messages("drained")) == 20
+
+
+# --- definition errors ----------------------------------------------------------------------------------------
+
+
+def _config() -> ModalConfig:
+    data = {"app_settings": {"app_prefix": "x"}, "model_settings": {"model_entries": {"m": {}}}}
+    return ModalConfig(settings_from_dict(data), config_files=[])
+
+
+def test_defining_init_is_refused_with_the_modal_1x_reason() -> None:
+    with pytest.raises(ServiceDefinitionError, match=r"__init__.*@modal.enter"):
+
+        class WithInit(ModalService):
+            def __init__(self, x: int) -> None:
+                self.x = x
+
+
+def test_batched_method_is_built_from_the_subclass_config() -> None:
+    config = _config()
+
+    class Svc(ModalService):
+        modal_utils = config
+
+    assert isinstance(Svc.__dict__["process_request"], modal.partial_function.PartialFunction)
+    assert not hasattr(ModalService, "process_request")
+
+
+def test_a_subclass_may_write_its_own_batched_method() -> None:
+    config = _config()
+
+    class Own(ModalService):
+        modal_utils = config
+
+        @modal.batched(max_batch_size=3, wait_ms=1)
+        def process_request(self, requests: list[Any]) -> list[Any]:
+            return requests
+
+        mine = process_request
+
+    assert Own.__dict__["process_request"] is Own.__dict__["mine"]

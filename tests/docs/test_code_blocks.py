@@ -6,7 +6,8 @@ A block is one of:
   an example with tests of its own (or be package source), so it is tested where it lives;
 - not run: the line before the fence is ``<!-- not-run: why -->`` (it needs Modal credentials, a running server,
   ...); it must still compile;
-- everything else runs as a script in a fresh interpreter, in an empty temporary directory, and must exit 0.
+- everything else runs as a script in a fresh interpreter with warnings as errors, in an empty temporary
+  directory, and must exit 0.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def test_python_block(block: Block, tmp_path: Path) -> None:
     script = tmp_path / "block.py"
     script.write_text(block.code, encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, "-W", "error", str(script)],  # a deprecation in a docs example is a bug
         cwd=tmp_path,
         env=_clean_env(),
         capture_output=True,

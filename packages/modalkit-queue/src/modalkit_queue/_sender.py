@@ -160,6 +160,9 @@ class ReliableSender:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
+        # Handed over by submit() under the lock, moved onto the loop's queue by _accept().
+        self._inbox: list[_Item] = []
+        self._wake_scheduled = False
         self._state: Literal["new", "running", "closing", "closed"] = "new"
         self._file_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -284,6 +287,7 @@ class ReliableSender:
 
     async def _abandon(self) -> int:
         """Stop delivering and write every message not yet finished to the dead-letter file."""
+        self._accept()  # results still in the hand-over list count too
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -325,9 +329,15 @@ class ReliableSender:
             if self._pending >= self.outbox_size:
                 raise OutboxFullError(self.outbox_size)
             self._pending += 1
+            self._inbox.append(item)
+            # One wake-up per burst: a self-pipe write and a loop wake-up per message would cost more than
+            # the rest of the hand-over put together.
+            wake = not self._wake_scheduled
+            self._wake_scheduled = True
             loop = self._loop
+        if wake:
             assert loop is not None
-            loop.call_soon_threadsafe(self._accept, item)
+            loop.call_soon_threadsafe(self._accept)
 
     def has_capacity(self, n: int = 1) -> bool:
         """Whether ``n`` more results fit in the outbox right now (a hint: another thread may take the room)."""
@@ -347,10 +357,14 @@ class ReliableSender:
 
     # -- delivery side (the sender's loop thread) -------------------------------------------------------------
 
-    def _accept(self, item: _Item) -> None:
+    def _accept(self) -> None:
         assert self._queue is not None
-        self._live.add(item)
-        self._queue.put_nowait(item)
+        with self._lock:
+            items, self._inbox = self._inbox, []
+            self._wake_scheduled = False
+        self._live.update(items)
+        for item in items:
+            self._queue.put_nowait(item)
 
     def _finish(self, item: _Item) -> None:
         self._live.discard(item)

@@ -17,6 +17,7 @@ from modalkit_serve._jobs import JobStatus, JobView
 from modalkit_serve._logging import configure_logging
 from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._runner import LocalRunner, ManagedRunner, OutboxSender, Runner
+from modalkit_serve._service import ServiceSpec, build_app, load_service, run
 from modalkit_serve._worker import Sender, Worker, is_fatal_error, safe_error_message
 
 __version__ = _version("modalkit-serve")
@@ -35,11 +36,15 @@ __all__ = [
     "Runner",
     "Sender",
     "ServeMetrics",
+    "ServiceSpec",
     "Worker",
     "__version__",
+    "build_app",
     "configure_logging",
     "create_app",
     "errors",
     "is_fatal_error",
+    "load_service",
+    "run",
     "safe_error_message",
 ]

@@ -1,8 +1,13 @@
-"""The pure-ASGI layer around the FastAPI app: request ids, the body-size limit, access log, request metrics.
+"""The pure-ASGI layer around the whole FastAPI app: request ids, body limit, JSON 500s, access log, metrics.
 
 Pure ASGI (not Starlette's BaseHTTPMiddleware, which runs every request through an extra task and memory
 streams): per request it reads the headers once, wraps ``send`` to add ``x-request-id``, and after the response
 records one metric observation and enqueues one access-log tuple.
+
+It also serves the three predict routes itself (the "fast path"): their handlers are the same functions the
+FastAPI endpoints call, but reached without FastAPI's routing, dependency solving and exception layers, which
+cost more per request than the model does on a small model. FastAPI still serves everything else, documents the
+predict routes in OpenAPI, and serves them too when the fast path is off.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,7 +24,7 @@ from modalkit_serve._ids import RequestIds, sane_request_id
 from modalkit_serve._logging import AccessLog
 from modalkit_serve._metrics import ServeMetrics
 
-__all__ = ["REQUEST_INFO_KEY", "RequestInfo", "ServeMiddleware"]
+__all__ = ["REQUEST_INFO_KEY", "FastHandler", "RequestInfo", "ServeMiddleware"]
 
 logger = logging.getLogger("modalkit.serve")
 
@@ -27,7 +33,7 @@ REQUEST_INFO_KEY = "modalkit.request"
 
 _REQUEST_ID = b"x-request-id"
 _CONTENT_LENGTH = b"content-length"
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -44,32 +50,56 @@ class RequestInfo:
         self.queue_wait_ms: float | None = None
 
 
+FastHandler = Callable[[bytes, bytes, RequestInfo], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]]
+"""(body, query string, info) -> (status, JSON body, extra headers)."""
+AuthCheck = Callable[[Mapping[bytes, bytes]], "tuple[int, bytes, list[tuple[bytes, bytes]]] | None"]
+"""(request headers) -> None when allowed, else the refusal reply."""
+
+
 class _BodyTooLargeError(Exception):
     pass
 
 
+class _ClientGoneError(Exception):
+    pass
+
+
 class ServeMiddleware:
-    """Request ids, body-size limit, JSON 500s, one access-log record and one metric observation per request.
+    """Wraps the FastAPI app's middleware stack (it is the outermost layer, so every response gets an id).
 
     Args:
-        app: The FastAPI app (its middleware stack).
+        app: The FastAPI middleware stack (set later by the app when it builds its stack).
         metrics: Where request counts and latencies go.
         max_body_bytes: Larger request bodies get 413 (from Content-Length before reading, or while reading a
             chunked body).
         routes: Route paths reported as metric labels; anything else (404s, scans) is reported as ``other``
             so a stranger cannot grow the label set.
+        fast: ``POST`` path -> handler, for the routes served here directly.
+        auth_check: Run before a fast-path handler (the FastAPI routes use the auth dependency instead).
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: ServeMetrics, max_body_bytes: int, routes: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp | None,
+        *,
+        metrics: ServeMetrics,
+        max_body_bytes: int,
+        routes: frozenset[str],
+        fast: Mapping[str, FastHandler] | None = None,
+        auth_check: AuthCheck | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.routes = routes
+        self.fast = dict(fast or {})
+        self.auth_check = auth_check
         self.access_log = AccessLog()
         self.ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            assert self.app is not None
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -87,6 +117,13 @@ class ServeMiddleware:
         id_header = (_REQUEST_ID, request_id.encode())
         info = RequestInfo(request_id)
         scope[REQUEST_INFO_KEY] = info
+        path: str = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        method: str = scope["method"]
+        fast = self.fast.get(path) if method == "POST" else None
+        route = path if fast is not None else None
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -99,29 +136,40 @@ class ServeMiddleware:
         try:
             too_large = self._too_large(length)
             if too_large is not None:
-                await self._error(send_with_id, too_large[0], too_large[1])
+                await _reply(send, too_large[0], _detail(too_large[1]), [id_header], close=too_large[0] == 413)
+                info.status = too_large[0]
+            elif fast is not None:
+                status, body, headers = await self._fast(fast, scope, receive, info)
+                headers.append(id_header)
+                await _reply(send, status, body, headers)
+                info.status = status
             else:
-                if length is None and scope["method"] in _BODY_METHODS:
+                if length is None and method in _BODY_METHODS:
                     receive = self._limited(receive)
+                assert self.app is not None
                 await self.app(scope, receive, send_with_id)
         except _BodyTooLargeError:
             if info.status == 0:
-                await self._error(send_with_id, 413, self._too_large_message())
+                info.status = 413
+                await _reply(send, 413, _detail(self._too_large_message()), [id_header], close=True)
+        except _ClientGoneError:
+            info.status = 499  # nginx's code for "client closed the request"; only ever logged
         except Exception:
-            logger.exception("unhandled error on %s %s (request %s)", scope["method"], scope["path"], request_id)
+            logger.exception("unhandled error on %s %s (request %s)", method, scope["path"], request_id)
             if info.status == 0:
-                await self._error(send_with_id, 500, "internal server error")
+                info.status = 500
+                await _reply(send, 500, _detail("internal server error"), [id_header])
         finally:
             elapsed = time.perf_counter() - start
             status = info.status or 500
-            route_obj = scope.get("route")
-            route_path = getattr(route_obj, "path", None)
-            route = route_path if route_path in self.routes else "other"
+            if route is None:
+                route_path = getattr(scope.get("route"), "path", None)
+                route = route_path if route_path in self.routes else "other"
             self.metrics.observe_request(route, status, elapsed)
             self.access_log.log(
                 (
                     request_id,
-                    scope["method"],
+                    method,
                     scope["path"],
                     route,
                     info.model,
@@ -131,6 +179,37 @@ class ServeMiddleware:
                     info.queue_wait_ms,
                 )
             )
+
+    async def _fast(
+        self, handler: FastHandler, scope: Scope, receive: Receive, info: RequestInfo
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if self.auth_check is not None:
+            refused = self.auth_check(dict(scope["headers"]))
+            if refused is not None:
+                return refused[0], refused[1], list(refused[2])
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGoneError
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks = [body]
+            size = len(body)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise _ClientGoneError
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise _BodyTooLargeError
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        elif len(body) > self.max_body_bytes:
+            raise _BodyTooLargeError
+        status, reply, reply_headers = await handler(body, scope["query_string"], info)
+        return status, reply, list(reply_headers)
 
     def _too_large(self, length: bytes | None) -> tuple[int, str] | None:
         if length is None:
@@ -163,11 +242,16 @@ class ServeMiddleware:
 
         return limited_receive
 
-    @staticmethod
-    async def _error(send: Send, status: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
-        headers: list[Any] = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-        if status == 413:
-            headers.append((b"connection", b"close"))  # the unread body would otherwise be parsed as a request
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+def _detail(text: str) -> bytes:
+    return json.dumps({"detail": text}).encode()
+
+
+async def _reply(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], *, close: bool = False
+) -> None:
+    raw: list[Any] = [_JSON, (b"content-length", str(len(body)).encode()), *headers]
+    if close:
+        raw.append((b"connection", b"close"))  # an unread body would otherwise be parsed as the next request
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

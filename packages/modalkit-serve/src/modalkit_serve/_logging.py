@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import queue
 import sys
@@ -17,23 +18,13 @@ import threading
 import time
 from typing import IO, Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 __all__ = ["ACCESS_LOGGER", "AccessLog", "configure_logging", "shutdown_logging"]
 
 ACCESS_LOGGER = "modalkit.access"
 
-_ACCESS_FIELDS = (
-    "request_id",
-    "method",
-    "path",
-    "route",
-    "model",
-    "status",
-    "latency_ms",
-    "batch_size",
-    "queue_wait_ms",
-)
 _MAX_DRAIN = 512  # records formatted per write
 
 AccessFields = tuple[str, str, str, str, str | None, int, float, int | None, float | None]
@@ -49,7 +40,6 @@ class _Pump:
         self.stream = stream
         self.formatter = formatter
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.access_logger = logging.getLogger(ACCESS_LOGGER)
         self._thread = threading.Thread(target=self._run, name="modalkit-log", daemon=True)
         self._thread.start()
 
@@ -75,8 +65,7 @@ class _Pump:
                     stop = True
                     continue
                 try:
-                    record = self._access_record(item) if isinstance(item, tuple) else item
-                    lines.append(self.formatter.format(record))
+                    lines.append(_access_line(*item) if isinstance(item, tuple) else self.formatter.format(item))
                 except Exception:  # a record that cannot be formatted must not stop the log
                     lines.append('{"level": "ERROR", "logger": "modalkit.log", "message": "unformattable log record"}')
             if lines:
@@ -87,20 +76,42 @@ class _Pump:
             if stop:
                 return
 
-    def _access_record(self, item: tuple[float, AccessFields]) -> logging.LogRecord:
-        created, fields = item
-        method, path, status, latency_ms, queue_wait_ms = fields[1], fields[2], fields[5], fields[6], fields[8]
-        record = self.access_logger.makeRecord(
-            ACCESS_LOGGER, logging.INFO, "", 0, "%s %s %d %.1fms", (method, path, status, latency_ms), None
-        )
-        record.created = created
-        record.msecs = (created - int(created)) * 1000
-        values = dict(zip(_ACCESS_FIELDS, fields, strict=True))
-        values["latency_ms"] = round(latency_ms, 3)
-        if queue_wait_ms is not None:
-            values["queue_wait_ms"] = round(queue_wait_ms, 3)
-        record.__dict__.update(values)
-        return record
+
+def _iso_time(created: float, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a deliberate per-second cache
+    second = int(created)
+    prefix = _cache.get(second)
+    if prefix is None:
+        _cache.clear()
+        prefix = _cache[second] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{prefix}.{int((created - second) * 1000):03d}Z"
+
+
+class _JsonFormatter(JsonFormatter):
+    """python-json-logger's formatter with ISO-8601 UTC times (``2026-01-31T12:00:00.123Z``)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - overrides
+        return _iso_time(record.created)
+
+
+_dumps = json.dumps
+
+
+def _access_line(created: float, fields: AccessFields) -> str:
+    """One access record as the JSON line `_JsonFormatter` would write for it, built directly.
+
+    The access log is the one record written per request; building its line from the tuple costs a few
+    microseconds instead of a LogRecord plus the generic formatter, and this thread shares the GIL with the
+    event loop. The keys and their order are the formatter's: time, level, logger, message, then the fields.
+    """
+    request_id, method, path, route, model, status, latency_ms, batch_size, queue_wait_ms = fields
+    message = f"{method} {path} {status} {latency_ms:.1f}ms"
+    return (
+        f'{{"time": "{_iso_time(created)}", "level": "INFO", "logger": "{ACCESS_LOGGER}", '
+        f'"message": {_dumps(message)}, "request_id": {_dumps(request_id)}, "method": {_dumps(method)}, '
+        f'"path": {_dumps(path)}, "route": {_dumps(route)}, "model": {_dumps(model)}, "status": {status}, '
+        f'"latency_ms": {round(latency_ms, 3)!r}, "batch_size": {_dumps(batch_size)}, '
+        f'"queue_wait_ms": {_dumps(None if queue_wait_ms is None else round(queue_wait_ms, 3))}}}'
+    )
 
 
 class _PumpHandler(logging.Handler):
@@ -139,9 +150,10 @@ def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) 
     """
     global _pump, _handler
     numeric = _level_number(level)
-    formatter = JsonFormatter(
+    formatter = _JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's copy of the message with ANSI colours
     )
     with _lock:
         shutdown_logging()

@@ -1,0 +1,190 @@
+"""The predict routes' logic, shared by the ASGI fast path and the FastAPI endpoints.
+
+Each handler takes the raw body and query string and returns a `Reply` (status, JSON bytes, extra headers):
+the body is parsed and validated once, straight from bytes, by pydantic-core, and the result is serialised
+once, by its own model's serializer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import HTTPException
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from modalkit_config import Settings
+from modalkit_pipeline import AsyncInputModel, InferenceOutputModel
+from modalkit_serve._asgi import RequestInfo
+from modalkit_serve._runner import Runner
+from modalkit_serve.errors import QueueFullError, ServeError, UnknownModelError
+
+__all__ = ["Handler", "Reply", "Routes", "error_reply"]
+
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[int, bytes, Headers]
+"""(status, JSON body, extra headers)."""
+Handler = Callable[[bytes, bytes, "RequestInfo | None"], Awaitable[Reply]]
+
+_NO_HEADERS: Headers = []
+# Tokens of a JSON text that matter for nesting: strings (skipped whole, so brackets inside them do not count)
+# and brackets.
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class InputError(Exception):
+    """The body is not valid input; carries FastAPI-shaped 422 problem entries."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid input")
+        self.errors = errors
+
+
+def error_reply(exc: Exception) -> Reply:
+    """The reply for an error raised while handling a request (never a stack trace)."""
+    if isinstance(exc, InputError):
+        return 422, json.dumps({"detail": exc.errors}, default=str).encode(), _NO_HEADERS
+    if isinstance(exc, ServeError):
+        headers = _NO_HEADERS
+        if exc.status_code == 503:
+            retry_after = exc.retry_after if isinstance(exc, QueueFullError) else 1
+            headers = [(b"retry-after", str(retry_after).encode())]
+        return exc.status_code, json.dumps({"detail": str(exc)}).encode(), headers
+    if isinstance(exc, HTTPException):
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]
+        return exc.status_code, json.dumps({"detail": exc.detail}, default=str).encode(), headers
+    raise exc
+
+
+class Routes:
+    """The predict handlers for one app.
+
+    Args:
+        runner: Runs the models.
+        input_model: The body of /predict_sync and the items of /predict_batch.
+        settings: Model entries and server limits.
+    """
+
+    def __init__(self, runner: Runner, input_model: type[BaseModel], settings: Settings) -> None:
+        server = settings.app_settings.server_config
+        self.runner = runner
+        self.input_model = input_model
+        self.async_model: type[BaseModel] = AsyncInputModel[input_model]  # type: ignore[valid-type]
+        self.batch_adapter: TypeAdapter[list[BaseModel]] = TypeAdapter(
+            Annotated[list[input_model], Field(max_length=server.max_batch_items)]  # type: ignore[valid-type,arg-type]
+        )
+        self.models = list(settings.model_settings.model_entries)
+        self._known = frozenset(self.models)
+        self._default = self.models[0] if len(self.models) == 1 else None
+        self.max_depth = server.max_json_depth
+        self._validate_input = input_model.model_validate_json
+        self._validate_async = self.async_model.model_validate_json
+        self._validate_batch = self.batch_adapter.validate_json
+
+    async def predict_sync(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
+        """``POST /predict_sync``: one input, one output (500 with the pipeline's message if it failed on it)."""
+        name = self.model_name(query, info)
+        item = self.parse(body, self._validate_input)
+        result = await self.runner.predict(name, item, info)
+        if isinstance(result, InferenceOutputModel) and result.status != "success":
+            error = result.error or "the pipeline failed on this input"
+            return 500, json.dumps({"detail": error, "status": "error", "error": error}).encode(), _NO_HEADERS
+        return 200, dump(result), _NO_HEADERS
+
+    async def predict_batch(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
+        """``POST /predict_batch``: a list of inputs, one result each, in order."""
+        name = self.model_name(query, info)
+        items = self.parse(body, self._validate_batch)
+        results = await self.runner.predict_many(name, items, info) if items else []
+        return 200, b"[" + b",".join([dump(r) for r in results]) + b"]", _NO_HEADERS
+
+    async def predict_async(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
+        """``POST /predict_async``: accept the request, answer 202 with its job id."""
+        name = self.model_name(query, info)
+        request = self.parse(body, self._validate_async)
+        job_id = await self.runner.submit_async(name, request, info)
+        return 202, json.dumps({"job_id": job_id}).encode(), _NO_HEADERS
+
+    def model_name(self, query: bytes, info: RequestInfo | None) -> str:
+        """The ``model_name`` query parameter, or the only model when there is one.
+
+        Raises:
+            UnknownModelError: not a configured model (or missing while several are configured).
+        """
+        given = _query_value(query, "model_name") if query else None
+        name = given if given is not None else self._default
+        if name is None or name not in self._known:
+            raise UnknownModelError(None if given is None else given[:200], self.models)
+        if info is not None:
+            info.model = name
+        return name
+
+    def parse(self, body: bytes, validate: Callable[[bytes], Any]) -> Any:
+        """Validate a JSON body (nesting depth first, then the schema).
+
+        Raises:
+            InputError: the problems, each with its location under ``body``.
+        """
+        if len(body) > self.max_depth and json_too_deep(body, self.max_depth):
+            raise InputError(
+                [{"type": "json_depth", "loc": ["body"], "msg": f"JSON nested deeper than {self.max_depth}"}]
+            )
+        try:
+            return validate(body)
+        except ValidationError as exc:
+            raise InputError(error_list(exc)) from None
+
+    async def reply(self, handler: Handler, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
+        """Run a handler, turning the errors it raises into their replies."""
+        try:
+            return await handler(body, query, info)
+        except (InputError, ServeError) as exc:
+            return error_reply(exc)
+
+
+def _query_value(query: bytes, key: str) -> str | None:
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name == key:
+            return value
+    return None
+
+
+def dump(result: BaseModel) -> bytes:
+    """JSON bytes of a result, by its own serializer (a subclass or an ItemError keeps all its fields)."""
+    return type(result).__pydantic_serializer__.to_json(result)
+
+
+def error_list(exc: ValidationError) -> list[dict[str, Any]]:
+    """FastAPI's 422 shape: each problem with its location under ``body`` (index and field names)."""
+    errors: list[dict[str, Any]] = []
+    for error in exc.errors(include_url=False):
+        item: dict[str, Any] = {"type": error["type"], "loc": ["body", *error["loc"]], "msg": error["msg"]}
+        if error["type"] != "json_invalid":  # there the input is the raw body, possibly large
+            item["input"] = error.get("input")
+        ctx = error.get("ctx")
+        if ctx:
+            item["ctx"] = {k: v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in ctx.items()}
+        errors.append(item)
+    return errors
+
+
+def json_too_deep(body: bytes, limit: int) -> bool:
+    """Whether a JSON text nests arrays/objects deeper than ``limit`` (brackets inside strings do not count)."""
+    # Counting brackets is C-speed and settles almost every body; only a body with many brackets is scanned.
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _JSON_TOKENS.finditer(body):
+        char = body[match.start()]
+        if char == 0x22:  # a string
+            continue
+        if char in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False

@@ -12,6 +12,7 @@ from importlib.metadata import version as _version
 
 from modalkit import errors
 from modalkit._config import ModalConfig
+from modalkit._serve import local_app
 from modalkit._service import LegacyQueueBackend, ModalService
 from modalkit._web import ModalCalls, ModalRunner, create_web_endpoints
 from modalkit.errors import (
@@ -73,6 +74,7 @@ __all__ = [
     "errors",
     "failed_indices",
     "load_settings",
+    "local_app",
     "register_backend",
     "run_pipeline",
     "send_response_queue",

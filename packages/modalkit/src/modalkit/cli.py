@@ -1,0 +1,181 @@
+"""The ``modalkit`` command.
+
+Usage::
+
+    modalkit serve APP.py [--host H] [--port P] [--config FILE] [--log-level L] [--reload] [--service NAME]
+    modalkit deploy APP.py [--config FILE] [--postfix=-prod] [--dry-run] [-- MODAL_DEPLOY_ARGS...]
+    modalkit validate [FILE...]          # default: modalkit.yaml
+    modalkit schema                      # the JSON Schema of modalkit.yaml
+    modalkit init NAME [--modalkit-path DIR]
+
+Exit status: 0 on success, 1 when ``validate`` finds errors or ``modal deploy`` fails, 2 for a user error
+(bad usage, a missing or invalid file, no Modal login), printed as one readable message without a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from modalkit._serve import load_app_service, serve_with_reload, use_config_beside
+from modalkit.errors import ModalkitError
+from modalkit_config import ConfigError
+
+__all__ = ["main"]
+
+PROG = "modalkit"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Serve ML models over HTTP: locally (`serve`) and on Modal (`deploy`)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve an app file on this machine (no Modal account needed)")
+    serve.add_argument("app", help="the app file, e.g. app.py")
+    serve.add_argument("--host", help="interface to listen on (default: server_config.host)")
+    serve.add_argument("--port", type=int, help="port (default: server_config.port; 0 picks a free one)")
+    serve.add_argument("--config", help="config file(s), comma-separated (default: the modalkit.yaml beside APP)")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: server_config.log_level)")
+    serve.add_argument("--reload", action="store_true", help="restart when files beside the app file change")
+    serve.add_argument("--service", help="the class to serve when the app file defines several")
+    serve.add_argument("--port-file", help="write the port here once the server accepts connections")
+
+    deploy = commands.add_parser("deploy", help="deploy an app file to Modal (`modal deploy` with the config)")
+    deploy.add_argument("app", help="the app file, e.g. app.py")
+    deploy.add_argument("--config", help="config file(s), comma-separated (default: the modalkit.yaml beside APP)")
+    deploy.add_argument(
+        "--postfix", help="app name postfix, e.g. --postfix=-prod (sets MODALKIT_APP_POSTFIX; default: -dev)"
+    )
+    deploy.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    deploy.epilog = "Arguments after `--` go to `modal deploy` unchanged."
+
+    validate = commands.add_parser("validate", help="check modalkit.yaml files and print every error")
+    validate.add_argument("files", nargs="*", metavar="FILE", help="files to check (default: modalkit.yaml)")
+
+    commands.add_parser("schema", help="print the JSON Schema of modalkit.yaml")
+
+    init = commands.add_parser("init", help="create a new project: pipeline, config, app.py and passing tests")
+    init.add_argument("name", help="the project name; a folder of that name is created")
+    init.add_argument(
+        "--modalkit-path",
+        help="folder holding the modalkit packages to depend on (default: where this modalkit is installed "
+        "from, when that is a local checkout; else the package index)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` is for `modal deploy`; argparse would otherwise read it as modalkit options.
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
+    args = _parser().parse_args(argv)
+    args.modal_args = passthrough
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "deploy":
+            return _deploy(args)
+        if args.command == "validate":
+            return _validate(args.files)
+        if args.command == "schema":
+            return _schema()
+        return _init(args)
+    except (ModalkitError, ConfigError) as exc:
+        _error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from modalkit_serve import run
+    from modalkit_serve.errors import ServeError
+
+    if args.port is not None and not 0 <= args.port <= 65535:
+        _error(f"--port must be between 0 and 65535 (got {args.port})")
+        return 2
+    use_config_beside(args.app, args.config)
+    _progress(f"loading {args.app}")
+    try:
+        spec = load_app_service(args.app, service=args.service)
+        settings = spec.resolve_settings()
+        if args.reload:
+            server = settings.app_settings.server_config
+            level = (args.log_level or server.log_level).upper()
+            host = args.host if args.host is not None else server.host
+            port = args.port if args.port is not None else server.port
+            serve_with_reload(spec, host, port, level, args.service)
+            return 0
+        run(spec, host=args.host, port=args.port, log_level=args.log_level, port_file=args.port_file)
+    except ServeError as exc:
+        _error(str(exc))
+        return 2
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from modalkit._deploy import check_modal_login, plan_deploy, run_deploy
+
+    use_config_beside(args.app, args.config)
+    plan = plan_deploy(args.app, postfix=args.postfix, modal_args=args.modal_args)
+    shown_env = " ".join(f"{k}={v}" for k, v in plan.env.items())
+    if args.dry_run:
+        print(f"would run: {shown_env} {' '.join(plan.command)}")
+        print(f"app name: {plan.app_name}")
+        return 0
+    check_modal_login()
+    _progress(f"deploying {plan.app_file} to Modal as app {plan.app_name!r} ({shown_env})")
+    status = run_deploy(plan)
+    if status != 0:
+        _error(f"`modal deploy` failed (exit status {status}); its messages are above")
+        return 1
+    _progress(f"deployed {plan.app_name!r}")
+    return 0
+
+
+def _validate(files: list[str]) -> int:
+    from modalkit_config.cli import main as config_main
+
+    if not files:
+        default = os.environ.get("MODALKIT_CONFIG") or "modalkit.yaml"
+        files = [f.strip() for f in default.split(",") if f.strip()]
+    return config_main(["validate", *files])
+
+
+def _schema() -> int:
+    from modalkit_config.cli import main as config_main
+
+    return config_main(["schema"])
+
+
+def _init(args: argparse.Namespace) -> int:
+    from modalkit._scaffold import scaffold
+
+    target = Path(args.name)
+    created = scaffold(target, modalkit_path=args.modalkit_path)
+    _progress(f"created {target}/ ({len(created)} files)")
+    print(f"\nnext:\n  cd {target}\n  uv run pytest                 # the tests pass out of the box")
+    print("  uv run modalkit serve app.py  # http://127.0.0.1:8000/docs")
+    print("  uv run modalkit deploy app.py # on Modal, once `modal token new` has run")
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

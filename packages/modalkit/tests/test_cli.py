@@ -1,0 +1,249 @@
+"""The ``modalkit`` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .cli_support import clean_env, modalkit, serving
+from .conftest import APPS, FIXTURES
+
+WORKSPACE = Path(__file__).resolve().parents[3]
+
+
+# --- serve ---------------------------------------------------------------------------------------------------
+
+
+def test_serve_runs_the_modal_app_file_locally(tmp_path: Path) -> None:
+    args = [str(APPS / "modal_translation_app.py"), "--config", str(FIXTURES / "translation.yaml")]
+    with serving(args, cwd=tmp_path) as server:
+        status, body = server.post("/predict_sync?model_name=translation_model", {"text": "hello world"})
+        assert (status, body["translation"]) == (200, "bonjour monde")
+        status, body = server.post("/predict_sync?model_name=slang_model", {"text": "good night"})
+        assert body["translation"] == "bon nuitée"
+        status, results = server.post(
+            "/predict_batch?model_name=translation_model", [{"text": "cat"}, {"text": "boom"}]
+        )
+        assert [r["status"] for r in results] == ["success", "error"]
+
+
+def test_serve_finds_the_config_beside_the_app_file(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(APPS, project)
+    shutil.copy(FIXTURES / "translation.yaml", project / "modalkit.yaml")
+    # Started from another folder: the app's own modalkit.yaml is found anyway.
+    with serving([str(project / "modal_translation_app.py")], cwd=tmp_path) as server:
+        status, body = server.post("/predict_sync?model_name=translation_model", {"text": "cat"})
+        assert (status, body["translation"]) == (200, "chat")
+
+
+def test_serve_reports_a_missing_file_without_a_stack_trace(tmp_path: Path) -> None:
+    result = modalkit("serve", "nope.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.py: no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_points_at_the_failing_line_of_the_app_file(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text("import modal\n\nx = 1\ny = undefined_name + x\n")
+    result = modalkit("serve", str(app), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "NameError: name 'undefined_name' is not defined" in result.stderr
+    assert f"{app}:4: y = undefined_name + x" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_reports_a_config_error_with_its_key_path(tmp_path: Path) -> None:
+    shutil.copytree(APPS, tmp_path / "project")
+    (tmp_path / "project" / "modalkit.yaml").write_text(
+        "app_settings:\n  app_prefix: x\n  batch_config:\n    max_batch_size: 0\n"
+        "model_settings:\n  model_entries: {m: {}}\n"
+    )
+    result = modalkit("serve", str(tmp_path / "project" / "modal_translation_app.py"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "app_settings.batch_config.max_batch_size" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_explains_a_file_without_a_service(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text("import modal\napp = modal.App('empty')\n")
+    result = modalkit("serve", str(app), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "defines no modalkit service" in result.stderr
+    assert "ModalService" in result.stderr
+
+
+# --- validate and schema ----------------------------------------------------------------------------------------
+
+
+def test_validate_lists_every_error(tmp_path: Path) -> None:
+    bad = tmp_path / "modalkit.yaml"
+    bad.write_text(
+        "app_settings:\n  app_prefix: x\n  batch_config:\n    max_batch_size: 0\n    wait_ms: -1\n"
+        "  deployment_config:\n    scaledown_window: 1\nmodel_settings:\n  model_entries: {m: {}}\n"
+    )
+    result = modalkit("validate", cwd=tmp_path)  # default: ./modalkit.yaml
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    for key in ("max_batch_size", "wait_ms", "scaledown_window"):
+        assert f"app_settings.{key}" in output or key in output
+
+
+def test_validate_accepts_a_good_file() -> None:
+    result = modalkit("validate", str(FIXTURES / "full.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_prints_the_json_schema() -> None:
+    result = modalkit("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert "app_settings" in schema["properties"]
+
+
+# --- deploy --------------------------------------------------------------------------------------------------
+
+
+def _no_modal_login(tmp_path: Path) -> dict[str, str]:
+    empty = tmp_path / "modal.toml"
+    empty.write_text("")
+    return {"MODAL_CONFIG_PATH": str(empty)}
+
+
+def test_deploy_without_modal_login_says_how_to_log_in(tmp_path: Path) -> None:
+    app = APPS / "modal_translation_app.py"
+    env = _no_modal_login(tmp_path)
+    result = modalkit("deploy", str(app), "--config", str(FIXTURES / "translation.yaml"), cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "Modal is not logged in" in result.stderr
+    assert "modal token new" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_deploy_dry_run_shows_the_config_and_postfix_it_passes(tmp_path: Path) -> None:
+    app = APPS / "modal_translation_app.py"
+    config = FIXTURES / "translation.yaml"
+    result = modalkit("deploy", str(app), "--config", str(config), "--postfix=-prod", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"MODALKIT_CONFIG={config}" in result.stdout
+    assert "MODALKIT_APP_POSTFIX=-prod" in result.stdout
+    assert f"-m modal deploy {app}" in result.stdout
+    assert "app name: translation-prod" in result.stdout
+
+
+def test_deploy_checks_the_config_before_anything_reaches_modal(tmp_path: Path) -> None:
+    bad = tmp_path / "modalkit.yaml"
+    bad.write_text("app_settings: {app_prefix: x, nope: 1}\nmodel_settings: {model_entries: {m: {}}}\n")
+    app = tmp_path / "app.py"
+    app.write_text("")
+    result = modalkit("deploy", str(app), cwd=tmp_path, env=_no_modal_login(tmp_path))
+    assert result.returncode == 2
+    assert "app_settings.nope" in result.stderr
+
+
+# --- init ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("init")
+    result = modalkit("init", "demo", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "demo"
+
+
+def test_init_creates_a_project_depending_on_this_checkout(demo: Path) -> None:
+    expected = {
+        "pyproject.toml",
+        "README.md",
+        ".gitignore",
+        "modalkit.yaml",
+        "demo_pipeline.py",
+        "app.py",
+        "tests/conftest.py",
+        "tests/test_pipeline.py",
+        "tests/test_service.py",
+        "tests/test_modal_app.py",
+    }
+    assert {str(p.relative_to(demo)) for p in demo.rglob("*") if p.is_file()} == expected
+    pyproject = (demo / "pyproject.toml").read_text()
+    assert f'modalkit = {{ path = "{WORKSPACE / "packages" / "modalkit"}", editable = true }}' in pyproject
+    assert modalkit("validate", str(demo / "modalkit.yaml")).returncode == 0
+
+
+def test_init_project_tests_pass_with_this_interpreter(demo: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=demo,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "7 passed" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed (the README's prerequisite)")
+def test_init_project_tests_pass_with_uv_offline(tmp_path: Path) -> None:
+    # `cd demo && uv run pytest`, as the user types it; --offline: modalkit comes from this checkout and every
+    # other package from uv's cache, so nothing is fetched from PyPI.
+    assert modalkit("init", "demo", cwd=tmp_path).returncode == 0
+    result = subprocess.run(
+        ["uv", "run", "--offline", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path / "demo",
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "7 passed" in result.stdout
+
+
+def test_modalkit_serve_serves_the_new_project(demo: Path) -> None:
+    with serving(["app.py"], cwd=demo) as server:
+        status, body = server.post("/predict_sync", {"text": "what a great day"})
+        assert (status, body["label"]) == (200, "positive")
+
+
+def test_init_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file.txt").write_text("mine")
+    result = modalkit("init", "taken", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "already exists and is not empty" in result.stderr
+    assert (tmp_path / "taken" / "file.txt").read_text() == "mine"
+
+
+def test_init_refuses_a_bad_name(tmp_path: Path) -> None:
+    result = modalkit("init", "9lives", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not a usable project name" in result.stderr
+
+
+def test_init_with_an_explicit_modalkit_path(tmp_path: Path) -> None:
+    result = modalkit("init", "other", "--modalkit-path", str(WORKSPACE), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert str(WORKSPACE / "packages" / "modalkit-serve") in (tmp_path / "other" / "pyproject.toml").read_text()
+    bad = modalkit("init", "third", "--modalkit-path", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "no modalkit-pipeline/pyproject.toml" in bad.stderr
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    script = Path(sys.executable).parent / "modalkit"
+    assert script.exists()
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, env=clean_env(), check=False)
+    assert result.returncode == 0
+    for command in ("serve", "deploy", "validate", "schema", "init"):
+        assert command in result.stdout

@@ -343,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.update(dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), "bench"))
     os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
     os.environ.pop("AWS_ENDPOINT_URL", None)
+    # SIGTERM becomes SystemExit, so the servers' finally blocks run and stop them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     msgs = messages(args.count)
     naive_msgs = msgs[: args.naive_count - args.naive_count % SQS_QUEUES]
     results: dict[tuple[str, str], Result] = {}

@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import random
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -415,3 +417,58 @@ def test_send_response_queue_reads_the_queue_config_from_modalkit_yaml(
     # The YAML names a backend nobody registered: the error proves the file was read.
     with pytest.raises(UnknownBackendError, match="'nowhere'"):
         send_response_queue("q", msg(1))
+
+
+class HangsOnce:
+    """A backend whose first call for each message never returns, like a connection that went silent."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.delivered: list[str] = []
+
+    async def send(self, queue_name: str, message: str) -> None:
+        if message not in self.seen:
+            self.seen.add(message)
+            await asyncio.Event().wait()
+        self.delivered.append(message)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_hung_attempt_times_out_and_is_retried(dead_letters: Path) -> None:
+    backend = HangsOnce()
+    events: list[DeliveryEvent] = []
+    with ReliableSender(
+        backend, retry=FAST, dead_letter_file=dead_letters, attempt_timeout=0.05, on_event=events.append
+    ) as sender:
+        sender.submit("q", msg(1), "job-1")
+        assert sender.flush(timeout=10)
+    assert backend.delivered == [msg(1)]
+    retry, delivered = events
+    assert retry.kind == "retry"
+    assert retry.error == "TimeoutError: no reply within 0.05s"
+    assert (delivered.kind, delivered.attempts) == ("delivered", 2)
+
+
+def test_results_pending_when_the_process_exits_are_still_delivered(tmp_path: Path) -> None:
+    out = tmp_path / "delivered.txt"
+    script = f"""
+import asyncio
+from modalkit_queue import ReliableSender
+
+class SlowFile:
+    async def send(self, queue_name, message):
+        await asyncio.sleep(0.05)
+        with open({str(out)!r}, "a") as fh:
+            fh.write(message + "\\n")
+    async def close(self):
+        pass
+
+sender = ReliableSender(SlowFile(), dead_letter_file={str(tmp_path / "dl.jsonl")!r}, concurrency=1).start()
+for i in range(5):
+    sender.submit("q", f"m{{i}}", f"job-{{i}}")
+# no close(): the interpreter exits with five results in the outbox
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert sorted(out.read_text().split()) == [f"m{i}" for i in range(5)]

@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from taskiq import InMemoryBroker
 from taskiq.api import run_receiver_task
+from taskiq.kicker import AsyncKicker
 from taskiq_redis import RedisStreamBroker
 
 from modalkit_config import QueueConfig
@@ -137,6 +138,17 @@ async def test_a_taskiq_worker_started_after_the_results_were_sent_still_gets_th
         await asyncio.gather(worker, return_exceptions=True)
         await broker.shutdown()
     assert jobs(got) == [f"job-{i}" for i in range(5)]
+
+
+async def test_the_consumer_joins_a_stream_that_has_no_group_yet_from_its_start(redis_server: Any) -> None:
+    # Results kicked by plain taskiq (no modalkit backend, so nobody created the consumer group).
+    broker = RedisStreamBroker(redis_server.url)
+    await broker.startup()
+    for i in range(3):
+        kicker: AsyncKicker[[str], None] = AsyncKicker("results", broker, {"queue_name": "results"})
+        await kicker.kiq(msg(i))
+    await broker.shutdown()
+    assert jobs(await read_all(redis_server.url, "results")) == ["job-0", "job-1", "job-2"]
 
 
 async def test_reliable_sender_delivers_through_taskiq(redis_server: Any, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import datetime as dt
 import json
@@ -127,6 +128,11 @@ class ReliableSender:
         on_event: Called with a :class:`DeliveryEvent` for every delivery, retry and dead letter.
         concurrency: Deliveries in flight at once.
         max_batch_size: Most messages per ``send_batch`` call (SQS takes 10).
+        attempt_timeout: Seconds one backend call may take before it counts as a failed attempt (``None``:
+            no limit). It keeps a hung connection from stalling a worker for good.
+        exit_timeout: If the process exits while the sender is still running, an ``atexit`` hook closes it
+            with this timeout, so pending results are delivered or written to the dead-letter file rather than
+            lost with the thread (``None`` disables the hook).
         rng: Random source for jitter (tests pass a seeded one).
     """
 
@@ -141,6 +147,8 @@ class ReliableSender:
         on_event: Callable[[DeliveryEvent], None] | None = None,
         concurrency: int = 4,
         max_batch_size: int = 10,
+        attempt_timeout: float | None = 30.0,
+        exit_timeout: float | None = 10.0,
         rng: random.Random | None = None,
     ) -> None:
         if outbox_size < 1:
@@ -156,6 +164,8 @@ class ReliableSender:
         self._concurrency = concurrency
         self._max_batch = max_batch_size if isinstance(backend, BatchQueueBackend) else 1
         self._rng = rng or random.Random()
+        self._attempt_timeout = attempt_timeout
+        self._exit_timeout = exit_timeout
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -209,7 +219,14 @@ class ReliableSender:
             self._thread.start()
             ready.wait()
             self._state = "running"
+        if self._exit_timeout is not None:
+            atexit.register(self._close_at_exit)
         return self
+
+    def _close_at_exit(self) -> None:
+        if self.pending:
+            logger.warning("process exiting with %d result(s) still pending delivery; draining", self.pending)
+        self.close(self._exit_timeout)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -277,6 +294,7 @@ class ReliableSender:
             self._thread.join()
         with self._lock:
             self._state = "closed"
+        atexit.unregister(self._close_at_exit)
         return drained
 
     async def _shutdown(self) -> None:
@@ -407,10 +425,11 @@ class ReliableSender:
             item.attempts += 1
         try:
             if len(items) == 1:
-                await self.backend.send(queue_name, items[0].message)
+                call = self.backend.send(queue_name, items[0].message)
             else:
                 assert isinstance(self.backend, BatchQueueBackend)
-                await self.backend.send_batch(queue_name, [item.message for item in items])
+                call = self.backend.send_batch(queue_name, [item.message for item in items])
+            await asyncio.wait_for(call, self._attempt_timeout)
         except asyncio.CancelledError:
             raise
         except BatchDeliveryError as exc:
@@ -434,7 +453,10 @@ class ReliableSender:
         self._finish(item)
 
     async def _failed(self, item: _Item, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        detail = str(exc) or (
+            f"no reply within {self._attempt_timeout}s" if isinstance(exc, TimeoutError) else "no detail"
+        )
+        error = f"{type(exc).__name__}: {detail}"
         item.last_error = error
         if item.attempts < self.retry.max_attempts:
             delay = self.retry.backoff(item.attempts, self._rng)
@@ -466,7 +488,8 @@ class ReliableSender:
         dlq = self.dead_letter_queue
         if dlq and dlq != item.queue_name:
             try:
-                await self.backend.send(dlq, json.dumps(self._record(item, error), ensure_ascii=False))
+                envelope = json.dumps(self._record(item, error), ensure_ascii=False)
+                await asyncio.wait_for(self.backend.send(dlq, envelope), self._attempt_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -353,6 +353,16 @@ class SQSConsumer:
             )
         return [m["Body"] for m in found]
 
+    def close(self) -> None:
+        """Close the consumer's HTTP connections."""
+        self.client.close()
+
+    def __enter__(self) -> SQSConsumer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def receive_all(self, max_messages: int = 1000, wait_seconds: int = 1, *, delete: bool = True) -> list[str]:
         """Read until ``max_messages`` are in hand or a receive waits ``wait_seconds`` and finds nothing."""
         bodies: list[str] = []
@@ -374,8 +384,5 @@ def receive_sqs(
     endpoint_url: str | None = None,
 ) -> list[str]:
     """Read up to ``max_messages`` bodies from an SQS queue (see :meth:`SQSConsumer.receive_all`)."""
-    consumer = SQSConsumer(queue_name, region_name=region_name, endpoint_url=endpoint_url)
-    try:
+    with SQSConsumer(queue_name, region_name=region_name, endpoint_url=endpoint_url) as consumer:
         return consumer.receive_all(max_messages, wait_seconds, delete=delete)
-    finally:
-        consumer.client.close()

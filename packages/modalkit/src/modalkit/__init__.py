@@ -11,6 +11,7 @@ The earlier modalkit's module paths keep working: ``modalkit.inference_pipeline`
 from importlib.metadata import version as _version
 
 from modalkit import errors
+from modalkit._appfile import load_app_file
 from modalkit._config import ModalConfig
 from modalkit._serve import local_app
 from modalkit._service import LegacyQueueBackend, ModalService
@@ -73,6 +74,7 @@ __all__ = [
     "create_web_endpoints",
     "errors",
     "failed_indices",
+    "load_app_file",
     "load_settings",
     "local_app",
     "register_backend",

@@ -6,7 +6,7 @@ Nothing is read at import time: call :func:`load_settings` (files, ``MODALKIT_``
 
 from importlib.metadata import version as _version
 
-from modalkit_config._loader import load_settings, settings_from_dict
+from modalkit_config._loader import config_files, load_settings, settings_from_dict
 from modalkit_config._models import (
     AppSettings,
     AuthConfig,
@@ -61,6 +61,7 @@ __all__ = [
     "ServerConfig",
     "Settings",
     "__version__",
+    "config_files",
     "json_schema",
     "load_settings",
     "settings_from_dict",

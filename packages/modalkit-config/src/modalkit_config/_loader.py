@@ -31,7 +31,7 @@ from modalkit_config.errors import (
     ModalkitDeprecationWarning,
 )
 
-__all__ = ["load_settings", "settings_from_dict"]
+__all__ = ["config_files", "load_settings", "settings_from_dict"]
 
 ENV_PREFIX = "MODALKIT_"
 CONFIG_ENV_VAR = "MODALKIT_CONFIG"
@@ -109,6 +109,22 @@ def load_settings(
     layers = [_read_file(path, default) for path in files]
     build = _Build(fallback_file=str(files[0]))
     return _build(build, [(str(path), layer) for path, layer in zip(files, layers, strict=True)], variables)
+
+
+def config_files(
+    paths: StrPath | Sequence[StrPath] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    env_file: StrPath | None = ".env",
+) -> list[Path]:
+    """The files `load_settings` reads with the same arguments, in order, without reading them.
+
+    For tools that must ship or watch exactly those files (``modalkit deploy`` copies them into the container).
+    ``MODALKIT_CONFIG`` counts from ``env`` and from ``env_file``, as in `load_settings`.
+    """
+    variables = _read_variables(os.environ if env is None else env, env_file)
+    files, _ = _config_files(paths, variables)
+    return [Path(f) for f in files]
 
 
 def settings_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Settings:

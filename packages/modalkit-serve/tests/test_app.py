@@ -18,6 +18,14 @@ from modalkit_serve import LocalRunner, create_app
 from serve_support import LOAD_GATE, ToyInput, ToyOutput, ToyPipeline, settings_with, toy_settings
 
 GUARD = 10.0
+_MODE = {"fast_path": True}
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["asgi-fast-path", "fastapi-routes"])
+def route_mode(request: pytest.FixtureRequest) -> bool:
+    """Every test runs twice: predict routes served by the ASGI fast path, and through FastAPI's routing."""
+    _MODE["fast_path"] = bool(request.param)
+    return _MODE["fast_path"]
 
 
 class Served:
@@ -37,7 +45,7 @@ class Served:
 async def serve(settings: Settings, *, wait: bool = True) -> AsyncIterator[Served]:
     backend = MemoryBackend()
     runner = LocalRunner(ToyPipeline, settings, queue_backend=backend)
-    app = create_app(runner, ToyInput, ToyOutput, settings)
+    app = create_app(runner, ToyInput, ToyOutput, settings, fast_path=_MODE["fast_path"])
     async with app.router.lifespan_context(app):
         if wait:
             await asyncio.wait_for(runner.wait_ready(), GUARD)
@@ -353,7 +361,7 @@ async def test_shutdown_delivers_every_accepted_async_job() -> None:
     backend = MemoryBackend()
     settings = toy_settings()
     runner = LocalRunner(ToyPipeline, settings, queue_backend=backend)
-    app = create_app(runner, ToyInput, ToyOutput, settings)
+    app = create_app(runner, ToyInput, ToyOutput, settings, fast_path=_MODE["fast_path"])
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(runner.wait_ready(), GUARD)

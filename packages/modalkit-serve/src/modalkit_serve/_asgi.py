@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modalkit_serve._ids import RequestIds, sane_request_id
@@ -56,8 +57,11 @@ AuthCheck = Callable[[Mapping[bytes, bytes]], "tuple[int, bytes, list[tuple[byte
 """(request headers) -> None when allowed, else the refusal reply."""
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class _BodyTooLargeError(HTTPException):
+    """Raised while reading an over-long chunked body; an HTTPException so FastAPI's routes answer 413 too."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than {limit} bytes (server_config.max_body_bytes)")
 
 
 class _ClientGoneError(Exception):
@@ -201,13 +205,13 @@ class ServeMiddleware:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self.max_body_bytes:
-                    raise _BodyTooLargeError
+                    raise _BodyTooLargeError(self.max_body_bytes)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
         elif len(body) > self.max_body_bytes:
-            raise _BodyTooLargeError
+            raise _BodyTooLargeError(self.max_body_bytes)
         status, reply, reply_headers = await handler(body, scope["query_string"], info)
         return status, reply, list(reply_headers)
 
@@ -237,7 +241,7 @@ class ServeMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLargeError
+                    raise _BodyTooLargeError(limit)
             return message
 
         return limited_receive

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -156,6 +157,14 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started and not self.should_exit:
             self._announce()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # After a clean shutdown uvicorn re-raises the SIGTERM/SIGINT it caught, and the default handler ends
+        # the process at once: flush the log (written by a background thread) before that happens.
+        with super().capture_signals():
+            yield
+            shutdown_logging()
 
 
 def run(

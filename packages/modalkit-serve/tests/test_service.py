@@ -1,0 +1,283 @@
+"""ServiceSpec, load_service, the CLI, and the real server process (port 0, announce line, SIGTERM drain)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modalkit_serve import ServiceSpec, load_service
+from modalkit_serve.cli import main, use_config
+from modalkit_serve.errors import ServiceSpecError
+from modalkit_serve.testing import ServedProcess
+from serve_support import ToyInput, ToyOutput, ToyPipeline
+
+# A self-contained app: a slow pipeline (so async jobs are still queued when SIGTERM arrives) and a queue
+# backend that appends each delivered message to a JSON-lines file, so delivery is visible from outside.
+APP = """
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from modalkit_pipeline import InferenceOutputModel, InferencePipeline, ItemError
+from modalkit_queue import register_backend
+from modalkit_serve import ServiceSpec
+
+
+class FileBackend:
+    def __init__(self, config: Any) -> None:
+        self.path = config.broker_url
+        self.lock = threading.Lock()
+
+    async def send(self, queue_name: str, message: str) -> None:
+        with self.lock, open(self.path, "a") as f:
+            f.write(json.dumps({"queue": queue_name, "message": json.loads(message)}) + "\\n")
+
+    async def close(self) -> None:
+        return None
+
+
+register_backend("jsonl", FileBackend, replace=True)
+
+
+class In(BaseModel):
+    text: str
+
+
+class Out(InferenceOutputModel):
+    upper: str
+
+
+class SlowUpper(InferencePipeline[In, Out]):
+    def preprocess(self, input_list: list[In]) -> dict[str, Any]:
+        return {}
+
+    def predict(self, input_list: list[In], preprocessed_data: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(self.model_kwargs.get("seconds_per_batch", 0.0))
+        return {}
+
+    def postprocess(self, input_list: list[In], raw_output: dict[str, Any]) -> list[Out | ItemError]:
+        return [Out(upper=i.text.upper()) for i in input_list]
+
+
+service = ServiceSpec(SlowUpper)
+"""
+
+CONFIG = """
+app_settings:
+  app_prefix: slow
+  batch_config: {{max_batch_size: 4, wait_ms: 10}}
+  server_config: {{drain_timeout_seconds: 60}}
+  queue_config: {{backend: jsonl, broker_url: "{sink}"}}
+model_settings:
+  model_entries:
+    slow: {{seconds_per_batch: {seconds}}}
+"""
+
+
+def write_app(folder: Path, seconds: float = 0.0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.py").write_text(APP)
+    (folder / "modalkit.yaml").write_text(CONFIG.format(sink=folder / "delivered.jsonl", seconds=seconds))
+    return folder / "app.py"
+
+
+# -- ServiceSpec and load_service ------------------------------------------------------------------------------
+
+
+def test_a_spec_takes_the_models_the_pipeline_declares() -> None:
+    spec = ServiceSpec(ToyPipeline)
+    assert (spec.input_model, spec.output_model) == (ToyInput, ToyOutput)
+
+
+def test_a_spec_needs_a_pipeline_class() -> None:
+    with pytest.raises(ServiceSpecError, match="InferencePipeline subclass"):
+        ServiceSpec(dict)  # type: ignore[arg-type]
+
+
+def test_load_service_imports_the_file_and_its_neighbours(tmp_path: Path) -> None:
+    (tmp_path / "neighbour_model.py").write_text("from serve_support import ToyPipeline as Pipeline\n")
+    app = tmp_path / "svc_app.py"
+    app.write_text(
+        "from neighbour_model import Pipeline\nfrom modalkit_serve import ServiceSpec\nmine = ServiceSpec(Pipeline)\n"
+    )
+
+    spec = load_service(app)
+
+    assert spec.pipeline_cls is ToyPipeline
+    assert spec.source == app.resolve()
+
+
+def test_load_service_accepts_a_factory(tmp_path: Path) -> None:
+    app = tmp_path / "factory_app.py"
+    app.write_text(
+        "from serve_support import ToyPipeline\nfrom modalkit_serve import ServiceSpec\n"
+        "def modalkit_service():\n    return ServiceSpec(ToyPipeline)\n"
+    )
+    assert load_service(app).pipeline_cls is ToyPipeline
+
+
+def test_service_wins_among_several_specs(tmp_path: Path) -> None:
+    app = tmp_path / "several_app.py"
+    app.write_text(
+        "from serve_support import ToyPipeline\nfrom modalkit_serve import ServiceSpec\n"
+        "other = ServiceSpec(ToyPipeline)\nservice = ServiceSpec(ToyPipeline)\n"
+    )
+    module_spec = load_service(app)
+    import several_app  # type: ignore[import-not-found]
+
+    assert module_spec is several_app.service
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("x = 1\n", "defines no service. Add `service = ServiceSpec(YourPipeline)`"),
+        ("raise RuntimeError('broken import')\n", "importing it failed: RuntimeError: broken import"),
+        (
+            "from serve_support import ToyPipeline\nfrom modalkit_serve import ServiceSpec\n"
+            "a = ServiceSpec(ToyPipeline)\nb = ServiceSpec(ToyPipeline)\n",
+            "several ServiceSpec objects (a, b)",
+        ),
+        ("def modalkit_service():\n    return 42\n", "returned int, not a ServiceSpec"),
+    ],
+)
+def test_load_service_says_what_is_wrong(tmp_path: Path, source: str, message: str) -> None:
+    app = tmp_path / f"bad_app_{abs(hash(source))}.py"
+    app.write_text(source)
+    with pytest.raises(ServiceSpecError) as info:
+        load_service(app)
+    assert message in str(info.value)
+    assert str(app.resolve()) in str(info.value)
+
+
+def test_load_service_of_a_missing_file() -> None:
+    with pytest.raises(ServiceSpecError, match="no such file"):
+        load_service("does/not/exist.py")
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------------
+
+
+def test_config_beside_the_app_is_used_unless_one_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = write_app(tmp_path / "svc")
+    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config sets is undone after the test
+    monkeypatch.delenv("MODALKIT_CONFIG")
+
+    use_config(app, None)
+    assert os.environ["MODALKIT_CONFIG"] == str(tmp_path / "svc" / "modalkit.yaml")
+    use_config(app, "other.yaml,overlay.yaml")
+    assert os.environ["MODALKIT_CONFIG"] == "other.yaml,overlay.yaml"
+    use_config(app, None)  # an explicit choice in the environment is kept
+    assert os.environ["MODALKIT_CONFIG"] == "other.yaml,overlay.yaml"
+
+
+def test_cli_errors_are_one_readable_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config sets is undone after the test
+    monkeypatch.delenv("MODALKIT_CONFIG")
+    assert main([str(tmp_path / "missing.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+    app = write_app(tmp_path / "svc")
+    (tmp_path / "svc" / "modalkit.yaml").write_text(
+        "app_settings: {app_prefix: x, batch_config: {max_batch_size: 0}}\n"
+    )
+    assert main([str(app)]) == 2
+    err = capsys.readouterr().err
+    assert "max_batch_size" in err
+    assert "Traceback" not in err
+
+    assert main([str(app), "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
+
+
+# -- the real process ------------------------------------------------------------------------------------------
+
+
+def test_the_server_announces_its_port_and_serves(tmp_path: Path) -> None:
+    app = write_app(tmp_path / "svc")
+    with ServedProcess(app, log_dir=tmp_path) as server:
+        response = httpx.post(f"{server.url}/predict_sync", json={"text": "hi"}, timeout=10)
+        assert response.status_code == 200
+        assert response.json()["upper"] == "HI"
+        assert f"modalkit serving on http://127.0.0.1:{server.port}" in server.stderr()
+        code = server.stop()
+
+    # uvicorn re-raises the SIGTERM it caught once it has shut down cleanly, so the exit status says "terminated".
+    assert code in (0, -signal.SIGTERM)
+    records = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    assert "Application shutdown complete." in [r["message"] for r in records]
+    access = [r for r in records if r["logger"] == "modalkit.access"]
+    assert [(r["route"], r["status"], r["model"]) for r in access] == [("/predict_sync", 200, "slow")]
+
+
+def test_sigterm_delivers_every_accepted_async_job(tmp_path: Path) -> None:
+    app = write_app(tmp_path / "svc", seconds=0.05)  # 4 items per 50 ms batch: the queue is long at SIGTERM
+    sink = tmp_path / "svc" / "delivered.jsonl"
+    with ServedProcess(app, log_dir=tmp_path) as server:
+        accepted: list[str] = []
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for i in range(60):
+                response = client.post("/predict_async", json={"message": {"text": f"t{i}"}, "success_queue": "done"})
+                assert response.status_code == 202
+                accepted.append(response.json()["job_id"])
+        delivered_before = len(sink.read_text().splitlines()) if sink.exists() else 0
+        server.signal(signal.SIGTERM)
+        code = server.wait(120)
+
+    assert delivered_before < len(accepted), "the test needs jobs still queued at SIGTERM"
+    delivered = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert sorted(d["message"]["job_id"] for d in delivered) == sorted(accepted)
+    assert {d["queue"] for d in delivered} == {"done"}
+    assert code in (0, -signal.SIGTERM)
+    assert "draining" in server.stderr()
+    assert "Application shutdown complete." in server.stderr()
+
+
+def test_a_server_that_cannot_load_its_config_exits_with_a_message(tmp_path: Path) -> None:
+    app = write_app(tmp_path / "svc")
+    (tmp_path / "svc" / "modalkit.yaml").write_text("app_settings: [not, a, mapping]\n")
+    server = ServedProcess(app, log_dir=tmp_path, startup_timeout=30)
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        server.start()
+    assert "app_settings" in server.stderr()
+
+
+def test_served_process_is_usable_from_threads(tmp_path: Path) -> None:
+    # Concurrent callers through real sockets share batches: the batch-size histogram shows sizes above 1.
+    app = write_app(tmp_path / "svc", seconds=0.05)
+    with ServedProcess(app, log_dir=tmp_path) as server:
+        barrier = threading.Barrier(12)
+        codes: list[int] = []
+
+        def call(i: int) -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                barrier.wait()
+                codes.append(client.post("/predict_sync", json={"text": f"c{i}"}).status_code)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+
+    assert codes == [200] * 12
+    sizes = {
+        line.split("} ")[0]: float(line.split("} ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("modalkit_batch_size_")
+    }
+    assert sizes['modalkit_batch_size_bucket{le="1.0",model="slow"'] < sizes['modalkit_batch_size_count{model="slow"']

@@ -56,6 +56,22 @@ def test_no_settings_means_load_settings(tmp_path: Path, monkeypatch: pytest.Mon
     assert config.config_files == [tmp_path / "modalkit.yaml"]
 
 
+def test_the_shipped_files_are_the_ones_read_even_when_dotenv_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "app_settings: {app_prefix: from-prod}\nmodel_settings: {model_entries: {m: {}}}\n"
+    (tmp_path / "prod.yaml").write_text(text)
+    (tmp_path / ".env").write_text("MODALKIT_CONFIG=prod.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALKIT_CONFIG", raising=False)
+    config = ModalConfig()
+    assert config.app_settings.app_prefix == "from-prod"
+    assert config.config_files == [tmp_path / "prod.yaml"]
+    assert config.image_plan()[-1] == ImageStep(
+        "add_local_file", (str(tmp_path / "prod.yaml"), "/opt/modalkit/config/0-prod.yaml")
+    )
+
+
 def test_construction_builds_no_modal_object() -> None:
     config = ModalConfig(settings_from_dict(MINIMAL))
     assert (config.app_name, config.get_batched_method_settings()) == ("mini-dev", {"max_batch_size": 1, "wait_ms": 0})

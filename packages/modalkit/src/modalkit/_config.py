@@ -45,8 +45,13 @@ class ModalConfig:
     Args:
         settings: Settings already loaded; ``None`` loads them with ``modalkit_config.load_settings()``
             (``MODALKIT_CONFIG``, else ``modalkit.yaml`` in the working directory).
-        config_files: The files the settings came from, to ship inside the container image. ``None`` finds
-            them as ``load_settings()`` does; give ``[]`` to ship none.
+        config_files: The files the settings came from, to ship inside the container image (where
+            ``MODALKIT_CONFIG`` names them, so the container reads the same configuration). ``None``: the files
+            ``load_settings()`` read when it loaded the settings here, else none; ``[]`` ships none.
+
+    ``MODALKIT_`` environment variables that override the files apply where they are set: they are not copied
+    into the container (they may hold secrets). Give the container its own through a Modal secret
+    (``deployment_config.secrets``) or ``build_config.env``.
 
     Example::
 
@@ -319,7 +324,7 @@ def _identity(obj: _T) -> _T:
 
 
 def _configured_files() -> list[Path]:
-    """The files ``load_settings()`` read, found the same way: ``MODALKIT_CONFIG`` or ./modalkit.yaml."""
-    raw = os.environ.get(CONFIG_ENV, "")
-    names = [part.strip() for part in raw.split(",") if part.strip()] or ["modalkit.yaml"]
-    return [Path(name) for name in names if Path(name).is_file()]
+    """The files ``load_settings()`` read (``MODALKIT_CONFIG`` from the environment or .env, else ./modalkit.yaml)."""
+    from modalkit_config import config_files
+
+    return [path for path in config_files() if path.is_file()]

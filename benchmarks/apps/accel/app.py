@@ -10,17 +10,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# The shared benchmark models live one folder up (benchmarks/apps), not in an installed package.
+# The shared benchmark models live one folder up (benchmarks/apps); the CLI only adds this folder to sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_pipelines import AccelPipeline, LengthOutput, TextInput
+from bench_pipelines import AccelPipeline
 
-from modalkit_config import load_settings
 from modalkit_serve import ServiceSpec
 
-spec = ServiceSpec(
-    pipeline_cls=AccelPipeline,
-    settings=load_settings([Path(__file__).resolve().parent / "modalkit.yaml"]),
-    input_model=TextInput,
-    output_model=LengthOutput,
-)
+# Settings: the modalkit.yaml next to this file (the CLI points MODALKIT_CONFIG at it).
+service = ServiceSpec(AccelPipeline)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .cli_support import clean_env, modalkit, serving
+from .cli_support import Server, clean_env, modalkit, serving
 from .conftest import APPS, FIXTURES
 
 WORKSPACE = Path(__file__).resolve().parents[3]
@@ -247,3 +252,46 @@ def test_python_dash_m_and_console_script_agree() -> None:
     assert result.returncode == 0
     for command in ("serve", "deploy", "validate", "schema", "init"):
         assert command in result.stdout
+
+
+def test_serve_reload_picks_up_an_edited_pipeline(tmp_path: Path) -> None:
+    assert modalkit("init", "live", cwd=tmp_path).returncode == 0
+    project = tmp_path / "live"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "reload.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modalkit", "serve", "app.py", "--reload", "--port", str(port)],
+        cwd=project,
+        env=clean_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server(proc, port, tmp_path / "reload.log")
+
+    def label(text: str) -> str | None:
+        try:
+            status, body = server.post("/predict_sync", {"text": text})
+        except OSError:
+            return None  # not listening yet, or restarting
+        return str(body["label"]) if status == 200 else None
+
+    try:
+        _eventually(lambda: label("splendid") == "neutral", proc)
+        pipeline = project / "live_pipeline.py"
+        pipeline.write_text(pipeline.read_text().replace('"fun"})', '"fun", "splendid"})'))
+        _eventually(lambda: label("splendid") == "positive", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _eventually(condition: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60  # a bound on start-up and reload, not a speed assertion
+    while not condition():
+        assert proc.poll() is None, "the server exited"
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.1)

@@ -206,6 +206,7 @@ def test_cli_errors_are_one_readable_line(
 # -- the real process ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_server_announces_its_port_and_serves(tmp_path: Path) -> None:
     app = write_app(tmp_path / "svc")
     with ServedProcess(app, log_dir=tmp_path) as server:
@@ -223,6 +224,7 @@ def test_the_server_announces_its_port_and_serves(tmp_path: Path) -> None:
     assert [(r["route"], r["status"], r["model"]) for r in access] == [("/predict_sync", 200, "slow")]
 
 
+@pytest.mark.e2e
 def test_sigterm_delivers_every_accepted_async_job(tmp_path: Path) -> None:
     app = write_app(tmp_path / "svc", seconds=0.05)  # 4 items per 50 ms batch: the queue is long at SIGTERM
     sink = tmp_path / "svc" / "delivered.jsonl"
@@ -246,6 +248,7 @@ def test_sigterm_delivers_every_accepted_async_job(tmp_path: Path) -> None:
     assert "Application shutdown complete." in server.stderr()
 
 
+@pytest.mark.e2e
 def test_a_server_that_cannot_load_its_config_exits_with_a_message(tmp_path: Path) -> None:
     app = write_app(tmp_path / "svc")
     (tmp_path / "svc" / "modalkit.yaml").write_text("app_settings: [not, a, mapping]\n")
@@ -255,7 +258,8 @@ def test_a_server_that_cannot_load_its_config_exits_with_a_message(tmp_path: Pat
     assert "app_settings" in server.stderr()
 
 
-def test_served_process_is_usable_from_threads(tmp_path: Path) -> None:
+@pytest.mark.e2e
+def test_concurrent_callers_over_real_sockets_share_batches(tmp_path: Path) -> None:
     # Concurrent callers through real sockets share batches: the batch-size histogram shows sizes above 1.
     app = write_app(tmp_path / "svc", seconds=0.05)
     with ServedProcess(app, log_dir=tmp_path) as server:

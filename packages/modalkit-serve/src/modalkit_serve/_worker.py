@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 
 from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, InferencePipeline, ItemError, SyncInputModel
 from modalkit_pipeline.errors import OutputCountError
+from modalkit_queue import result_message
 from modalkit_serve._ids import new_job_id
 
 __all__ = ["Sender", "Worker", "is_fatal_error", "safe_error_message"]
@@ -150,11 +150,9 @@ class Worker:
         if not queue:
             return
         body: dict[str, Any] = result.model_dump(mode="json")
-        body["job_id"] = job_id
-        body["meta"] = request.meta
         if failed:
             body["original_message"] = request.model_dump(mode="json")
-        payload = json.dumps(body, separators=(",", ":"), default=str)
+        payload = result_message(body, job_id, request.meta)
         if self.sender is None:
             logger.error(
                 "no queue sender configured; async result for job %s to queue %r not delivered",

@@ -76,6 +76,18 @@ def test_serve_reports_a_config_error_with_its_key_path(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_serve_explains_missing_proxy_auth_variables(tmp_path: Path) -> None:
+    config = tmp_path / "secure.yaml"
+    config.write_text(
+        "app_settings:\n  app_prefix: x\n  deployment_config: {secure: true}\n"
+        "model_settings:\n  model_entries: {translation_model: {}}\n"
+    )
+    result = modalkit("serve", str(APPS / "modal_translation_app.py"), "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "MODAL_PROXY_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_explains_a_file_without_a_service(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text("import modal\napp = modal.App('empty')\n")

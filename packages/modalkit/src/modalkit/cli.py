@@ -22,11 +22,17 @@ from pathlib import Path
 
 from modalkit._serve import load_app_service, serve_with_reload, use_config_beside
 from modalkit.errors import ModalkitError
+from modalkit_auth import AuthError
 from modalkit_config import ConfigError
+from modalkit_pipeline import PipelineError
+from modalkit_queue import QueueError
 
 __all__ = ["main"]
 
 PROG = "modalkit"
+
+# The root errors of every modalkit package: each carries a message written for a person (what, where, the fix).
+_USER_ERRORS = (ModalkitError, ConfigError, AuthError, QueueError, PipelineError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schema":
             return _schema()
         return _init(args)
-    except (ModalkitError, ConfigError) as exc:
+    except _USER_ERRORS as exc:
         _error(str(exc))
         return 2
     except KeyboardInterrupt:

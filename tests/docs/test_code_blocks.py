@@ -176,6 +176,7 @@ def test_block_counts() -> None:
     counts = {kind: sum(b.kind == kind for b in BLOCKS) for kind in ("run", "include", "not-run")}
     print(f"python blocks in docs/: {len(BLOCKS)} ({counts})")
     assert counts["run"] > 0, "no python block in docs/ is executed"
+    assert counts["include"] > 0, "no python block in docs/ is included from an example"
 
 
 # The extractor itself: these would pass vacuously if it found nothing.

@@ -29,6 +29,7 @@ PYTHON_LANGS = frozenset({"python", "py", "python3", "pycon"})
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*)$")
 _MARKER = re.compile(r"^\s*<!--\s*not-run:(?P<reason>.*?)-->\s*$")
 _SNIPPET = re.compile(r'^-{1,}8<-{1,}\s+"(?P<path>[^"]+)"\s*$')
+_SNIPPET_FENCE = re.compile(r"^-{1,}8<-{1,}\s*$")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,17 @@ class Block:
 
     @property
     def includes(self) -> list[str]:
-        """The snippet paths when the block is only snippet includes, else []."""
+        """The snippet paths when the block is only snippet includes, else [].
+
+        Two forms: ``--8<-- "path"`` lines, or a block of paths between two ``--8<--`` lines. Prefer the block
+        form in python fences: it is not valid Python, so ``ruff format`` leaves it alone (it rewrites the
+        one-line form into ``--8 < --"path"``, which snippets no longer recognises).
+        """
         lines = [line.strip() for line in self.code.splitlines() if line.strip()]
+        if len(lines) >= 3 and _SNIPPET_FENCE.match(lines[0]) and _SNIPPET_FENCE.match(lines[-1]):
+            paths = lines[1:-1]
+            if all(not _SNIPPET_FENCE.match(p) and not p.startswith(";") for p in paths):
+                return paths
         matches = [_SNIPPET.match(line) for line in lines]
         if lines and all(matches):
             return [m["path"] for m in matches if m]
@@ -202,6 +212,13 @@ import modal
 --8<-- "examples/sentiment/app.py"
 ```
 
+```python
+--8<--
+examples/sentiment/app.py
+examples/sentiment/modalkit.yaml
+--8<--
+```
+
 ```bash
 echo no
 ```
@@ -215,11 +232,13 @@ def test_extractor_finds_kinds_langs_and_indented_fences() -> None:
         ("python", "not-run", 9),
         ("py", "run", 14),
         ("python", "include", 18),
-        ("bash", "run", 22),
+        ("python", "include", 22),
+        ("bash", "run", 29),
     ]
     assert blocks[1].not_run == "needs Modal credentials"
     assert blocks[2].code == "x = 1\n"
     assert blocks[3].includes == ["examples/sentiment/app.py"]
+    assert blocks[4].includes == ["examples/sentiment/app.py", "examples/sentiment/modalkit.yaml"]
 
 
 def test_a_failing_block_fails(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ def find_service(module: ModuleType, *, service: str | None = None) -> ServiceSp
 
     classes = _service_classes(module)
     web = _captured_web_endpoints(module)
+    available = sorted(set(classes) | {_user_class(w.app_cls).__name__ for w in web})
     if service is not None:
         web = [w for w in web if _user_class(w.app_cls).__name__ == service]
         classes = {name: cls for name, cls in classes.items() if name == service}
@@ -109,7 +110,9 @@ def find_service(module: ModuleType, *, service: str | None = None) -> ServiceSp
         check_service_class(user_cls)
         return ServiceSpec(user_cls.inference_implementation, settings=user_cls.modal_utils.settings)
     if service is not None:
-        raise AppFileError(f"{where}: defines no ModalService class or ServiceSpec named {service!r}")
+        raise AppFileError(
+            f"{where}: no ModalService class named {service!r} (found: {', '.join(available) or 'none'})"
+        )
     raise AppFileError(
         f"{where}: defines no modalkit service. Define an `@app.cls(...)` class that subclasses "
         "modalkit.ModalService (see `modalkit init`), or `service = ServiceSpec(YourPipeline)`"

@@ -15,6 +15,7 @@ that this scheduling never reaches; it is kept so the same config means the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -94,7 +95,11 @@ class Batcher:
         self._queue: deque[BatchItem] = deque()
         # Sync items in submission order; with one timeout for all, also deadline order (see _sweep).
         self._pending: deque[BatchItem] = deque()
-        self._wake = threading.Event()
+        # The batch thread sleeps on this lock (held while it sleeps; released to wake it): a C-level lock is
+        # much cheaper to signal than a threading.Event. `_idle` says the thread is (about to be) asleep.
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._idle = False
         self._kick_scheduled = False
         self._closing = False
         self._accepting = False
@@ -114,7 +119,6 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         self._exited = self._loop.create_future()
         self._accepting = True
-        self._wake.set()  # "busy" until the thread first finds the queue empty
         self._thread = threading.Thread(target=self._thread_main, name=f"modalkit-batch-{self.model_name}", daemon=True)
         self._thread.start()
         self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
@@ -132,7 +136,7 @@ class Batcher:
         if self._thread is None or self._exited is None:
             return True
         self._closing = True
-        self._wake.set()
+        self._wake_thread()
         try:
             await asyncio.wait_for(asyncio.shield(self._exited), grace_seconds)
         except TimeoutError:
@@ -226,14 +230,17 @@ class Batcher:
     def _kick(self) -> None:
         # Wake an idle thread at the end of this turn of the loop, not now: the other requests that arrived in
         # the same turn then land in the same batch. A busy thread (event set) needs no wake-up.
-        if not self._kick_scheduled and not self._wake.is_set():
+        if self._idle and not self._kick_scheduled:
             self._kick_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._wake_thread)
 
     def _wake_thread(self) -> None:
         self._kick_scheduled = False
-        self._wake.set()
+        if self._idle:
+            self._idle = False
+            with contextlib.suppress(RuntimeError):  # already released: a wake-up is pending anyway
+                self._wake.release()
 
     def _sweep(self) -> None:
         """Fail sync items past their deadline; runs on the loop every few ms to tens of ms."""
@@ -268,11 +275,12 @@ class Batcher:
                 if not queue:
                     if self._closing:
                         break
-                    wake.clear()
-                    # Re-check after clearing: an item appended before the clear saw the event set and did not
-                    # schedule a wake-up.
-                    if not queue and not self._closing:
-                        wake.wait()
+                    self._idle = True
+                    # Re-check after publishing: an item appended before `_idle` was set did not wake us.
+                    if queue or self._closing:
+                        self._idle = False
+                    else:
+                        wake.acquire()  # until _wake_thread releases it (a spurious wake-up just loops)
                     continue
                 batch: list[BatchItem] = []
                 while queue and len(batch) < max_size:

@@ -23,8 +23,10 @@ LoadApp = Callable[..., ModuleType]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Modal signals removed or deprecated arguments with modal.exception.DeprecationError (a UserWarning):
     # make it an error in every test, whatever the root configuration says.
+    # The hook sees the whole session's items: mark only this package's tests.
     for item in items:
-        item.add_marker(pytest.mark.filterwarnings("error::modal.exception.DeprecationError"))
+        if item.path.is_relative_to(TESTS):
+            item.add_marker(pytest.mark.filterwarnings("error::modal.exception.DeprecationError"))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +257,10 @@ def test_volumes_are_cached_so_reload_uses_the_mounted_objects() -> None:
     config = _full()
     assert config.volumes is config.volumes
     assert config.all_volumes["/models"] is config.volumes["/models"]
+
+
+def test_this_suite_turns_modal_deprecations_into_errors(request: pytest.FixtureRequest) -> None:
+    marks = [m.args[0] for m in request.node.iter_markers("filterwarnings")]
+    assert "error::modal.exception.DeprecationError" in marks
+    with pytest.raises(modal.exception.DeprecationError):
+        warnings.warn("deprecated", modal.exception.DeprecationError, stacklevel=1)

@@ -58,3 +58,17 @@ def test_documented_cli_options_exist(page: str, command: list[str]) -> None:
         [sys.executable, "-m", "modalkit", *command], capture_output=True, text=True, check=True
     ).stdout
     assert [option for option in documented if option not in helptext] == []
+
+
+def test_benchmark_rows_quoted_in_the_docs_are_the_benchmarks_own() -> None:
+    readme = (DOCS.parent / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    quoted = 0
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for block in text.split("<!-- benchmark-rows:")[1:]:
+            rows = [line for line in block.split("\n\n", 2)[1].splitlines() if line.startswith("|")]
+            assert rows, f"{page.name}: a benchmark-rows marker with no table after it"
+            missing = [row for row in rows if row not in readme]
+            assert missing == [], f"{page.name}: rows no longer in benchmarks/README.md (update them): {missing}"
+            quoted += 1
+    assert quoted >= 1

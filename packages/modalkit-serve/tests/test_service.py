@@ -15,7 +15,7 @@ from modalkit_serve import ServiceSpec, load_service
 from modalkit_serve.cli import main, use_config
 from modalkit_serve.errors import ServiceSpecError
 from modalkit_serve.testing import ServedProcess
-from serve_support import ToyInput, ToyOutput, ToyPipeline
+from serve_support import ToyInput, ToyOutput, ToyPipeline, toy_settings
 
 # A self-contained app: a slow pipeline (so async jobs are still queued when SIGTERM arrives) and a queue
 # backend that appends each delivered message to a JSON-lines file, so delivery is visible from outside.
@@ -285,3 +285,27 @@ def test_concurrent_callers_over_real_sockets_share_batches(tmp_path: Path) -> N
         if line.startswith("modalkit_batch_size_")
     }
     assert sizes['modalkit_batch_size_bucket{le="1.0",model="slow"'] < sizes['modalkit_batch_size_count{model="slow"']
+
+
+def test_reload_needs_the_app_file() -> None:
+    from modalkit_serve import run
+
+    spec = ServiceSpec(ToyPipeline, settings=toy_settings())
+    with pytest.raises(ServiceSpecError, match="reload needs the app file"):
+        run(spec, port=0, reload=True)
+
+
+def test_the_reload_factory_builds_the_app_named_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modalkit_serve._logging import shutdown_logging
+    from modalkit_serve._service import APP_ENV, reload_factory
+
+    app_file = write_app(tmp_path / "svc")
+    monkeypatch.setenv("MODALKIT_CONFIG", str(app_file.parent / "modalkit.yaml"))
+    monkeypatch.setenv(APP_ENV, str(app_file))
+    try:
+        app = reload_factory()
+    finally:
+        shutdown_logging()
+    assert "/predict_sync" in {getattr(r, "path", None) for r in app.routes}

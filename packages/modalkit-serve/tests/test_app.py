@@ -521,3 +521,43 @@ async def test_the_openapi_document_shows_the_users_models(served: Served) -> No
     assert "ToyInput" in json.dumps(schemas[async_name])
     for path in ("/predict_sync", "/predict_batch", "/predict_async"):
         assert {"404", "413", "422", "503", "504"} <= set(paths[path]["post"]["responses"])
+
+
+class BrokenRunner:
+    """A runner with a bug: every call raises. The app must answer a plain JSON 500 and log the stack."""
+
+    async def predict(self, model_name: str, item: Any, info: Any = None) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    async def predict_many(self, model_name: str, items: Any, info: Any = None) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    async def submit_async(self, model_name: str, request: Any, info: Any = None) -> str:
+        raise RuntimeError("secret internal detail")
+
+    async def job_status(self, job_id: str) -> Any:
+        raise RuntimeError("secret internal detail")
+
+
+async def test_an_unexpected_error_is_a_json_500_without_details(
+    route_mode: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = toy_settings()
+    app = create_app(BrokenRunner(), ToyInput, ToyOutput, settings, fast_path=route_mode)
+    transport = httpx.ASGITransport(app=app)
+    with caplog.at_level(logging.ERROR, logger="modalkit.serve"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://modalkit.test") as client:
+            responses = [
+                await client.post("/predict_sync", json={"text": "a"}),
+                await client.post("/predict_batch", json=[{"text": "a"}]),
+                await client.post("/predict_async", json={"message": {"text": "a"}}),
+                await client.get("/jobs/some-job"),
+            ]
+
+    for response in responses:
+        assert response.status_code == 500
+        assert response.json() == {"detail": "internal server error"}
+        assert "secret" not in response.text
+        assert response.headers["x-request-id"]
+    assert "secret internal detail" in caplog.text  # the stack trace goes to the log
+    assert any(r.exc_info for r in caplog.records)

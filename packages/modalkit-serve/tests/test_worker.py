@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
 import pytest
 
 from modalkit_pipeline import AsyncInputModel, ItemError, SyncInputModel
+from modalkit_queue import MemoryBackend, ReliableSender
 from modalkit_serve import Worker
 from serve_support import ToyInput, ToyOutput, ToyPipeline, new_pipeline, statuses
 
 
-class RecordingSender:
-    """Stands in for modalkit_queue.ReliableSender until that package lands: records submits, thread-safely."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any], str]] = []
-        self._lock = threading.Lock()
-
-    def submit(self, queue_name: str, message: str, job_id: str) -> None:
-        with self._lock:
-            self.sent.append((queue_name, json.loads(message), job_id))
+def read(backend: MemoryBackend, queue: str) -> list[dict[str, Any]]:
+    return [json.loads(m) for m in backend.messages(queue)]
 
 
 def sync(*texts: str) -> list[SyncInputModel[ToyInput]]:
@@ -187,64 +179,55 @@ def test_a_failing_volume_reload_skips_the_hook(caplog: pytest.LogCaptureFixture
 
 
 def test_async_results_go_to_their_success_or_failure_queue() -> None:
-    sender = RecordingSender()
-    worker = Worker(new_pipeline(), sender=sender)
-    ok = AsyncInputModel[ToyInput](
-        message=ToyInput(text="hi"), success_queue="done", failure_queue="failed", meta={"trace": 7}
-    )
-    bad = AsyncInputModel[ToyInput](message=ToyInput(text="raise"), success_queue="done", failure_queue="failed")
-    quiet = AsyncInputModel[ToyInput](message=ToyInput(text="shh"))  # no queues: nothing delivered
+    backend = MemoryBackend()
+    with ReliableSender(backend, dead_letter_file=None) as sender:
+        worker = Worker(new_pipeline(), sender=sender)
+        ok = AsyncInputModel[ToyInput](
+            message=ToyInput(text="hi"), success_queue="done", failure_queue="failed", meta={"trace": 7}
+        )
+        bad = AsyncInputModel[ToyInput](message=ToyInput(text="raise"), success_queue="done", failure_queue="failed")
+        quiet = AsyncInputModel[ToyInput](message=ToyInput(text="shh"))  # no queues: nothing delivered
 
-    results = worker.run_batch([ok, sync("x")[0], bad, quiet], job_ids=["job-ok", None, "job-bad", "job-quiet"])
+        results = worker.run_batch([ok, sync("x")[0], bad, quiet], job_ids=["job-ok", None, "job-bad", "job-quiet"])
+        assert sender.flush(10)
 
     assert statuses(results) == ["success", "success", "error", "success"]
-    by_queue = {q: (m, j) for q, m, j in sender.sent}
-    assert set(by_queue) == {"done", "failed"}
-    done, done_id = by_queue["done"]
-    assert done_id == "job-ok"
-    assert done == {
-        "status": "success",
-        "error": None,
-        "upper": "HI",
-        "length": 2,
-        "job_id": "job-ok",
-        "meta": {"trace": 7},
-    }
-    failed, failed_id = by_queue["failed"]
-    assert failed_id == "job-bad"
+    assert backend.queue_names() == ["done", "failed"]
+    assert read(backend, "done") == [
+        {"status": "success", "error": None, "upper": "HI", "length": 2, "job_id": "job-ok", "meta": {"trace": 7}}
+    ]
+    [failed] = read(backend, "failed")
+    assert failed["job_id"] == "job-bad"
     assert failed["status"] == "error"
     assert failed["error"] == "ValueError: cannot handle 'raise'"
-    assert failed["job_id"] == "job-bad"
     assert failed["meta"] == {}
     assert failed["original_message"]["message"] == {"text": "raise"}
 
 
 def test_async_items_without_job_ids_get_generated_ones() -> None:
-    sender = RecordingSender()
-    worker = Worker(new_pipeline(), sender=sender)
+    backend = MemoryBackend()
+    with ReliableSender(backend, dead_letter_file=None) as sender:
+        Worker(new_pipeline(), sender=sender).run_batch(
+            [AsyncInputModel[ToyInput](message=ToyInput(text="a"), success_queue="q")]
+        )
+        assert sender.flush(10)
 
-    worker.run_batch([AsyncInputModel[ToyInput](message=ToyInput(text="a"), success_queue="q")])
-
-    [(queue, message, job_id)] = sender.sent
-    assert queue == "q"
-    assert job_id
-    assert message["job_id"] == job_id
+    [message] = read(backend, "q")
+    assert len(message["job_id"]) >= 20
 
 
-def test_a_sender_that_fails_is_logged_with_the_payload(caplog: pytest.LogCaptureFixture) -> None:
-    class Full:
-        def submit(self, queue_name: str, message: str, job_id: str) -> None:
-            raise RuntimeError("outbox full")
-
-    worker = Worker(new_pipeline(), sender=Full())
+def test_a_sender_that_refuses_is_logged_with_the_payload(caplog: pytest.LogCaptureFixture) -> None:
+    closed = ReliableSender(MemoryBackend(), dead_letter_file=None)  # never started: submit raises
+    worker = Worker(new_pipeline(), sender=closed)
     item = AsyncInputModel[ToyInput](message=ToyInput(text="a"), success_queue="q")
 
     with caplog.at_level(logging.ERROR, logger="modalkit.worker"):
         results = worker.run_batch([item], job_ids=["j1"])
 
-    assert statuses(results)[0] == "success"
-    assert "j1" in caplog.text
-    assert "outbox full" in caplog.text
+    assert statuses(results) == ["success"]
+    [record] = [r for r in caplog.records if "j1" in r.getMessage()]
+    assert "not running" in record.getMessage()
+    assert '"upper":"A"' in record.__dict__["payload"]
 
 
 def test_async_items_without_a_sender_are_logged_not_lost(caplog: pytest.LogCaptureFixture) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import importlib.metadata
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, Any, Protocol
 
@@ -16,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modalkit_auth import Authenticator
 from modalkit_config import Settings
@@ -79,10 +80,33 @@ class _ServeApp(FastAPI):
     """FastAPI with modalkit's ASGI layer outside its whole middleware stack."""
 
     serve_layer: ServeMiddleware
+    _telemetry_checked = -1.0
+    _telemetry_on = True
 
     def build_middleware_stack(self) -> ASGIApp:
         self.serve_layer.app = super().build_middleware_stack()
         return self.serve_layer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # FastAPI asks OpenTelemetry on every request whether tracing is configured (several environment
+        # lookups); the answer changes only when the process configures OpenTelemetry, so ask once a second.
+        # With it on, or for anything but plain HTTP, FastAPI's own entry point runs as usual.
+        if scope["type"] == "http" and not self.root_path and not self._telemetry_enabled():
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            scope["app"] = self
+            await self.middleware_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _telemetry_enabled(self) -> bool:
+        now = time.monotonic()
+        if now - self._telemetry_checked >= 1.0:
+            telemetry = getattr(self, "_native_telemetry", None)
+            enabled = getattr(telemetry, "enabled", None)
+            self._telemetry_on = True if enabled is None else bool(enabled())
+            self._telemetry_checked = now
+        return self._telemetry_on
 
 
 def create_app(

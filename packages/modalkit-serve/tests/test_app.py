@@ -561,3 +561,17 @@ async def test_an_unexpected_error_is_a_json_500_without_details(
         assert response.headers["x-request-id"]
     assert "secret internal detail" in caplog.text  # the stack trace goes to the log
     assert any(r.exc_info for r in caplog.records)
+
+
+async def test_a_server_runner_freezes_what_lives_as_long_as_the_process() -> None:
+    import gc
+
+    runner = LocalRunner(ToyPipeline, toy_settings(), queue_backend=MemoryBackend(), freeze_gc=True)
+    gc.unfreeze()
+    try:
+        await runner.start()
+        assert await asyncio.wait_for(runner.wait_ready(), GUARD)
+        assert gc.get_freeze_count() > 0
+    finally:
+        await runner.stop()
+        gc.unfreeze()

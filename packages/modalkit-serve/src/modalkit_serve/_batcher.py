@@ -342,6 +342,11 @@ class Batcher:
                     self.on_job_done(item.job, result)
                 except Exception:
                     logger.exception("model %s: recording job %s failed", self.model_name, item.job.job_id)
+        # Drop answered items from the timeout list now rather than at the next sweep: every object kept alive
+        # for 100 ms is promoted by the garbage collector and makes its full collections longer.
+        pending = self._pending
+        while pending and (pending[0].future is None or pending[0].future.done()):
+            pending.popleft()
         if self.on_batch is not None:
             self.on_batch(self.model_name, n, started - batch[0].submitted, finished - started)
 

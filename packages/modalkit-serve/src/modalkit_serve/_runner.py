@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -103,6 +104,10 @@ class LocalRunner:
             e.g. a `modalkit_queue.MemoryBackend` to read results back in tests.
         metrics: Where batch and delivery metrics go (the app also uses it for request metrics).
         on_fatal: Called with the exception when a model hits a fatal (CUDA) error.
+        freeze_gc: Once every model is loaded, move everything alive (modules, the app, the models) out of the
+            garbage collector's reach (`gc.freeze`): full collections then scan only per-request objects
+            instead of pausing the process for tens of milliseconds. For servers (`run` sets it); objects
+            frozen this way are never freed, which is right for what lives as long as the process.
     """
 
     def __init__(
@@ -114,8 +119,10 @@ class LocalRunner:
         queue_backend: QueueBackend | None = None,
         metrics: ServeMetrics | None = None,
         on_fatal: Callable[[BaseException], object] | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.pipeline_cls = pipeline_cls
+        self.freeze_gc = freeze_gc
         self.settings = settings
         self.metrics = metrics if metrics is not None else ServeMetrics()
         self.on_fatal = on_fatal
@@ -301,6 +308,9 @@ class LocalRunner:
             batcher.start()
             self._batchers[name] = batcher
             logger.info("model %s loaded in %.2fs", name, time.monotonic() - started)
+        if self.freeze_gc:
+            gc.collect()
+            gc.freeze()
         self._loaded = True
         if not self._load_errors:
             logger.info("all %d models loaded; ready", len(self._batchers))

@@ -75,12 +75,17 @@ class ServiceSpec:
         return self.settings
 
 
-def build_app(spec: ServiceSpec) -> FastAPI:
-    """The FastAPI app for a spec, served by a `LocalRunner`, with auth when the settings configure it."""
+def build_app(spec: ServiceSpec, *, freeze_gc: bool = False) -> FastAPI:
+    """The FastAPI app for a spec, served by a `LocalRunner`, with auth when the settings configure it.
+
+    Args:
+        spec: The service.
+        freeze_gc: See `LocalRunner` (``run`` sets it: the process is a server).
+    """
     settings = spec.resolve_settings()
     assert spec.input_model is not None
     assert spec.output_model is not None
-    runner = LocalRunner(spec.pipeline_cls, settings)
+    runner = LocalRunner(spec.pipeline_cls, settings, freeze_gc=freeze_gc)
     authenticator = build_authenticator(settings.app_settings)
     return create_app(runner, spec.input_model, spec.output_model, settings, authenticator)
 
@@ -200,7 +205,7 @@ def run(
         if reload:
             _run_reload(spec, host, port, level)
             return
-        app = build_app(spec)
+        app = build_app(spec, freeze_gc=True)
         sock = _bind(host, port)
         bound = int(sock.getsockname()[1])
         authenticator = getattr(app.state, "authenticator", None)
@@ -272,4 +277,4 @@ def reload_factory() -> FastAPI:
     path = os.environ.get(APP_ENV)
     if not path:
         raise ServiceSpecError(f"{APP_ENV} is not set; start the server with `modalkit-serve APP.py --reload`")
-    return build_app(load_service(path))
+    return build_app(load_service(path), freeze_gc=True)

@@ -2,7 +2,7 @@
 
 Settings are in modalkit.yaml next to this file. Serve it with:
 
-    uv run python -m modalkit_serve.cli benchmarks/apps/accel/app.py --port 8000
+    uv run modalkit serve benchmarks/apps/accel/app.py --port 8000
 """
 
 from __future__ import annotations

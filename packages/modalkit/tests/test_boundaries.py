@@ -66,7 +66,8 @@ def test_import_reads_no_config_and_builds_no_modal_object(tmp_path: object) -> 
     code = (
         "import modalkit, modalkit.modal_service, modalkit.settings, modalkit.task_queue, modalkit.cli\n"
         "import modal, gc\n"
-        "objs = [o for o in gc.get_objects() if isinstance(o, (modal.Image, modal.Volume, modal.Secret, modal.App))]\n"
+        "kinds = (modal.Image, modal.Volume, modal.Secret, modal.App, modal.Dict)\n"
+        "objs = [o for o in gc.get_objects() if isinstance(o, kinds)]\n"
         "print(len(objs))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(tmp_path))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -11,14 +13,16 @@ from typing import Any, cast
 import modal
 import modal.experimental
 import pytest
+from modal._serialization import serialize  # what Modal does to every input
 from modal.types import FunctionInfo
+from pydantic import BaseModel, ValidationError
 
-from modalkit import ModalConfig, ModalService
+from modalkit import AsyncJobInput, ModalConfig, ModalService
 from modalkit.errors import ServiceDefinitionError
 from modalkit.iomodel import AsyncInputModel, ItemError, SyncInputModel
 from modalkit_config import settings_from_dict
 
-from .conftest import FIXTURES, LoadApp
+from .conftest import APPS, FIXTURES, LoadApp
 
 LOCAL_VOLUME_WARNING = "ignore:.*executing locally and will not have access to the mounted Volume:UserWarning"
 
@@ -35,6 +39,11 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
 def _async(input_model: Any, **fields: Any) -> AsyncInputModel[Any]:
     wrapper: Any = AsyncInputModel[input_model]
     return cast("AsyncInputModel[Any]", wrapper(**fields))
+
+
+def _job_input(input_model: Any) -> Any:
+    """``AsyncJobInput[input_model]`` (the model is only known at run time)."""
+    return AsyncJobInput[input_model]
 
 
 def _sync(module: Any, *texts: str) -> list[SyncInputModel[Any]]:
@@ -136,6 +145,80 @@ def test_an_earlier_style_backend_still_receives_results(load_app: LoadApp) -> N
     [(queue, message)] = module.EARLIER.sent
     assert queue == "legacy"
     assert json.loads(message)["translation"] == "bonjour"
+
+
+def test_each_async_request_in_a_batch_is_delivered_under_its_own_job_id(load_app: LoadApp) -> None:
+    module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    text_input = sys.modules["translation_pipeline"].TextInput
+    job = _job_input(text_input)
+    requests = [
+        job(message=text_input(text="cat"), success_queue="done", meta={"n": 0}, job_id="job-cat"),
+        job(message=text_input(text="boom"), failure_queue="failed", meta={"n": 1}, job_id="job-boom"),
+        {"message": {"text": "hello"}, "success_queue": "done", "meta": {"n": 2}, "job_id": "job-hello"},  # as a dict
+    ]
+    service = _raw_service(module.QueueApp, "translation_model")
+    service.load_artefacts()
+    service.process_request(requests)
+    service.process_request(requests)  # Modal retried the batch: the same ids again
+    service.drain()
+    messages = [json.loads(m) for m in module.BACKEND.messages("done") + module.BACKEND.messages("failed")]
+    delivered = sorted((m["job_id"], m["meta"]["n"]) for m in messages)
+    assert delivered == sorted([("job-cat", 0), ("job-boom", 1), ("job-hello", 2)] * 2)
+    assert all(set(m["meta"]) == {"n"} for m in messages)
+    [failed, _] = [m for m in messages if m["status"] == "error"]
+    assert "job_id" not in failed["original_message"]  # the request as the client sent it
+
+
+def test_a_plain_async_request_gets_a_new_job_id_each_run(load_app: LoadApp) -> None:
+    module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    text_input = sys.modules["translation_pipeline"].TextInput
+    request = _async(text_input, message=text_input(text="cat"), success_queue="plain")
+    service = _raw_service(module.QueueApp, "translation_model")
+    service.load_artefacts()
+    service.process_request([request])
+    service.process_request([request])
+    service.drain()
+    first, second = (json.loads(m)["job_id"] for m in module.BACKEND.messages("plain"))
+    assert first != second  # no id travelled with it: send an AsyncJobInput to choose the id
+
+
+class _Text(BaseModel):
+    text: str
+
+
+def test_an_async_job_input_checks_its_job_id_and_keeps_it_out_of_dumps() -> None:
+    job: Any = AsyncJobInput[_Text]
+    request = job(message=_Text(text="cat"), job_id="Hj3-_x9")
+    assert request.job_id == "Hj3-_x9"
+    assert request.model_dump() == {"message": {"text": "cat"}, "success_queue": "", "failure_queue": "", "meta": {}}
+    for bad in ("", "../etc/passwd", "x" * 129, "a b"):
+        with pytest.raises(ValidationError, match="job_id"):
+            job(message=_Text(text="cat"), job_id=bad)
+
+
+def test_the_job_id_survives_modal_serialization_into_another_interpreter(load_app: LoadApp) -> None:
+    load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    text_input = sys.modules["translation_pipeline"].TextInput
+    job = _job_input(text_input)
+    payload = serialize(job(message=text_input(text="cat"), success_queue="q", meta={"n": 1}, job_id="job-1"))
+    code = (
+        "import sys\n"
+        "from modal._serialization import deserialize\n"
+        "from modalkit_pipeline import AsyncInputModel\n"
+        "item = deserialize(sys.stdin.buffer.read(), None)\n"
+        "assert isinstance(item, AsyncInputModel), type(item)\n"
+        "print(item.job_id, item.model_dump_json())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(APPS)}
+    out = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, env=env, check=True)
+    job_id, dumped = out.stdout.decode().split(" ", 1)
+    assert job_id == "job-1"
+    assert json.loads(dumped) == {
+        "message": {"text": "cat"},
+        "success_queue": "q",
+        "failure_queue": "",
+        "meta": {"n": 1},
+    }
 
 
 class _Clock:

@@ -8,29 +8,56 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
 
 import httpx
+import modal
 import pytest
+from modal._serialization import deserialize, serialize  # what Modal does to every input
 
-from modalkit import ModalCalls, ModalRunner, create_web_endpoints
+from modalkit import MemoryJobIndex, ModalCalls, ModalDictJobIndex, ModalRunner, create_web_endpoints, job_index_name
 
 from .conftest import FIXTURES, LoadApp
 
 KEY = {"x-api-key": "test-key-123"}
 
 
-class LocalCalls(ModalCalls):
-    """Runs the Modal class in this process with ``.local()``; spawned calls run in threads."""
+class CountingIndex(MemoryJobIndex):
+    """The in-memory job index, counting lookups (a malformed id must not reach it)."""
 
     def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[str] = []
+
+    async def get(self, job_id: str) -> str | None:
+        self.lookups.append(job_id)
+        return await super().get(job_id)
+
+
+class LocalCalls(ModalCalls):
+    """Modal's cloud, in this process: the class runs through ``.local()``.
+
+    A spawned request goes through Modal's own serializer (as its input would), then runs in a thread as a batch
+    of one; with ``hold`` set, spawned requests wait until `run_held` runs them all as ONE batch, as Modal does
+    when several inputs reach a ``@modal.batched`` method together. `retry` runs a call's input again, as Modal
+    does when an input is retried.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(job_index=CountingIndex())
+        self.index = cast("CountingIndex", self.job_index)
         self._ids = itertools.count(1)
-        self.jobs: dict[str, Future[Any]] = {}
-        self.gate = threading.Event()
-        self.gate.set()
+        self.futures: dict[str, Future[Any]] = {}
+        self.inputs: dict[str, tuple[Any, bytes]] = {}
+        self.hold = False
+        self.held: list[str] = []
+        self.batch_sizes: list[int] = []
+        self.cancelled: list[str] = []
 
     async def remote(self, method: Any, request: Any) -> Any:
         [result] = await asyncio.to_thread(method.local, [request])
@@ -42,29 +69,48 @@ class LocalCalls(ModalCalls):
         return results
 
     async def spawn(self, method: Any, request: Any) -> str:
-        job_id = f"fc-local{next(self._ids)}"
-        future: Future[Any] = Future()
+        call_id = f"fc-local{next(self._ids)}"
+        self.inputs[call_id] = (method, serialize(request))
+        self.futures[call_id] = Future()
+        if self.hold:
+            self.held.append(call_id)
+        else:
+            threading.Thread(target=self._run, args=([call_id],), daemon=True).start()
+        return call_id
 
-        def run() -> None:
-            self.gate.wait()
-            try:
-                [result] = method.local([request])
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+    async def run_held(self) -> None:
+        """Run every held call as one batch."""
+        held, self.held = self.held, []
+        await asyncio.to_thread(self._run, held)
 
-        threading.Thread(target=run, daemon=True).start()
-        self.jobs[job_id] = future
-        return job_id
+    async def retry(self, call_id: str) -> None:
+        """Run a call's input again (the same serialized bytes), as Modal does on a retry."""
+        self.futures[call_id] = Future()
+        await asyncio.to_thread(self._run, [call_id])
 
-    async def poll(self, job_id: str) -> Any:
-        future = self.jobs.get(job_id)
+    def _run(self, call_ids: list[str]) -> None:
+        method = self.inputs[call_ids[0]][0]
+        requests = [deserialize(self.inputs[c][1], None) for c in call_ids]
+        self.batch_sizes.append(len(requests))
+        try:
+            results = method.local(requests)
+        except BaseException as exc:
+            for c in call_ids:
+                self.futures[c].set_exception(exc)
+        else:
+            for c, result in zip(call_ids, results, strict=True):
+                self.futures[c].set_result(result)
+
+    async def poll(self, call_id: str) -> Any:
+        future = self.futures.get(call_id)
         if future is None:
-            raise LookupError(job_id)
+            raise LookupError(call_id)
         if not future.done():
             raise TimeoutError  # what FunctionCall.get(timeout=0) raises while the call runs
         return future.result()
+
+    async def cancel(self, call_id: str) -> None:
+        self.cancelled.append(call_id)
 
 
 @pytest.fixture
@@ -119,41 +165,195 @@ async def test_batch_prediction_keeps_order_and_isolates_a_failure(client: httpx
     assert last["translation"] == "bon nuit"
 
 
-async def test_async_job_followed_to_completion(client: httpx.AsyncClient, calls: LocalCalls) -> None:
-    calls.gate.clear()  # hold the spawned call: the job is visibly running
+async def _post_async(client: httpx.AsyncClient, text: str, **fields: Any) -> str:
     r = await client.post(
-        "/predict_async?model_name=translation_model",
-        json={"message": {"text": "hello"}, "success_queue": "", "meta": {"n": 1}},
-        headers=KEY,
+        "/predict_async?model_name=translation_model", json={"message": {"text": text}, **fields}, headers=KEY
     )
-    assert r.status_code == 202
-    job_id = r.json()["job_id"]
-    assert job_id in calls.jobs  # the job id is the (Modal) FunctionCall id
+    assert r.status_code == 202, r.text
+    job_id: str = r.json()["job_id"]
+    return job_id
+
+
+async def test_async_job_followed_to_completion(client: httpx.AsyncClient, calls: LocalCalls) -> None:
+    calls.hold = True  # the spawned call waits: the job is visibly running
+    job_id = await _post_async(client, "hello", meta={"n": 1})
     pending = (await client.get(f"/jobs/{job_id}", headers=KEY)).json()
     assert pending == {"job_id": job_id, "status": "running", "result": None}
-    calls.gate.set()
+    await calls.run_held()
     done = await _until_done(client, job_id)
     assert done["status"] == "success"
     assert done["result"]["translation"] == "bonjour"
 
 
+async def test_the_job_id_is_made_by_the_web_side_and_indexed_before_the_202(
+    client: httpx.AsyncClient, calls: LocalCalls
+) -> None:
+    calls.hold = True
+    job_id = await _post_async(client, "hello")
+    [call_id] = calls.held
+    assert job_id != call_id
+    assert len(job_id) >= 22  # modalkit_auth.new_job_id: 192 random bits, URL-safe
+    assert await calls.index.get(job_id) == call_id
+    [(_, payload)] = calls.inputs.values()
+    assert deserialize(payload, None).job_id == job_id  # the id travels inside the spawned input
+
+
 async def test_async_job_whose_item_failed_reports_error(client: httpx.AsyncClient) -> None:
-    body = {"message": {"text": "boom"}}
-    r = await client.post("/predict_async?model_name=translation_model", json=body, headers=KEY)
-    done = await _until_done(client, r.json()["job_id"])
+    job_id = await _post_async(client, "boom")
+    done = await _until_done(client, job_id)
     assert done["status"] == "error"
     assert "boom" in done["result"]["error"]
 
 
-async def test_unknown_job_is_404(client: httpx.AsyncClient) -> None:
-    r = await client.get("/jobs/fc-nothing", headers=KEY)
+async def test_unknown_job_is_404(client: httpx.AsyncClient, calls: LocalCalls) -> None:
+    r = await client.get("/jobs/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", headers=KEY)
     assert r.status_code == 404
+    assert calls.index.lookups == ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]
+
+
+@pytest.mark.parametrize("bad", ["x" * 129, "..%2F..%2Fetc%2Fpasswd", "..", "a.b", "%00", "fc%20x", "%C3%A9"])
+async def test_a_malformed_job_id_never_reaches_the_index(
+    client: httpx.AsyncClient, calls: LocalCalls, bad: str
+) -> None:
+    r = await client.get(f"/jobs/{bad}", headers=KEY)
+    assert r.status_code in (404, 422)
+    assert calls.index.lookups == []
+
+
+async def test_the_runner_itself_refuses_a_malformed_job_id(load_app: LoadApp) -> None:
+    module = load_app("modal_translation_app.py", FIXTURES / "web.yaml")
+    calls = LocalCalls()
+    runner = ModalRunner(module.TranslationApp, module.TextOutput, calls=calls)
+    assert await runner.job_status("../../etc/passwd") is None
+    assert await runner.job_status("x" * 129) is None
+    assert calls.index.lookups == []
+
+
+class _BrokenIndex(MemoryJobIndex):
+    async def put(self, job_id: str, call_id: str) -> None:
+        raise ConnectionError("modal.Dict unreachable")
+
+
+async def test_an_unrecorded_job_is_a_503_and_its_call_is_cancelled(load_app: LoadApp) -> None:
+    module = load_app("modal_translation_app.py", FIXTURES / "web.yaml")
+    calls = LocalCalls()
+    calls.job_index = _BrokenIndex()
+    calls.hold = True
+    app = create_web_endpoints(module.TranslationApp, module.TextInput, module.TextOutput, calls=calls)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://modal.test") as c:
+        r = await c.post("/predict_async?model_name=translation_model", json={"message": {"text": "cat"}}, headers=KEY)
+    assert r.status_code == 503
+    assert "job index" in r.json()["detail"]
+    assert calls.cancelled == calls.held  # the client never got its id: the call must not run unseen
+
+
+# --- queued results carry exactly the job id the client got --------------------------------------------------
+
+
+@pytest.fixture
+def jobs_app(load_app: LoadApp) -> ModuleType:
+    return load_app("modal_jobs_app.py", FIXTURES / "web.yaml")  # max_batch_size: 8
+
+
+@pytest.fixture
+async def jobs_client(jobs_app: ModuleType, calls: LocalCalls) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_web_endpoints(jobs_app.JobsApp, jobs_app.TextInput, jobs_app.TextOutput, calls=calls)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://modal.test") as c:
+        yield c
+
+
+async def _delivered(backend: Any, queue: str, count: int) -> list[dict[str, Any]]:
+    # A bound on waiting for the background sender, not a speed assertion.
+    for _ in range(1000):
+        messages = backend.messages(queue)
+        if len(messages) >= count:
+            return [json.loads(m) for m in messages]
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} message(s) never reached {queue!r}")
+
+
+async def test_async_jobs_in_one_batch_each_deliver_the_job_id_their_client_got(
+    jobs_app: ModuleType, jobs_client: httpx.AsyncClient, calls: LocalCalls
+) -> None:
+    calls.hold = True
+    texts = ["cat", "hello world", "good night", "boom"]
+    queues = {"success_queue": "done", "failure_queue": "failed"}
+    ids = [await _post_async(jobs_client, text, meta={"n": n}, **queues) for n, text in enumerate(texts)]
+    assert len(set(ids)) == len(ids)
+    await calls.run_held()
+    assert calls.batch_sizes == [4]  # one batch of four inputs, as Modal would run them together
+
+    messages = await _delivered(jobs_app.BACKEND, "done", 3) + await _delivered(jobs_app.BACKEND, "failed", 1)
+    assert {m["meta"]["n"]: m["job_id"] for m in messages} == dict(enumerate(ids))
+    assert all(m["meta"] == {"n": m["meta"]["n"]} for m in messages)  # meta is the client's, untouched
+    [failed] = [m for m in messages if m["status"] == "error"]
+    assert failed["original_message"] == {"message": {"text": "boom"}, "meta": {"n": 3}, **queues}
+
+    views = [await _until_done(jobs_client, job_id) for job_id in ids]
+    assert [v["job_id"] for v in views] == ids
+    assert [v["status"] for v in views] == ["success", "success", "success", "error"]
+    assert [v["result"].get("translation") for v in views[:3]] == ["chat", "bonjour monde", "bon nuit"]
+
+
+async def test_a_retried_input_delivers_the_same_job_id_again(
+    jobs_app: ModuleType, jobs_client: httpx.AsyncClient, calls: LocalCalls
+) -> None:
+    calls.hold = True
+    job_id = await _post_async(jobs_client, "cat", success_queue="done")
+    other = await _post_async(jobs_client, "hello", success_queue="done")
+    await calls.run_held()
+    first = await _delivered(jobs_app.BACKEND, "done", 2)
+    await calls.retry(await calls.index.get(job_id) or "")  # Modal runs the same input again
+    both = await _delivered(jobs_app.BACKEND, "done", 3)
+    assert sorted(m["job_id"] for m in first) == sorted([job_id, other])
+    retried = [m for m in both if m["job_id"] == job_id]
+    assert len(retried) == 2  # the consumer sees a duplicate it can drop by job_id
+    assert retried[0] == retried[1]
+
+
+# --- the real job index: a modal.Dict, built lazily -----------------------------------------------------------
+
+
+def test_the_job_index_is_a_modal_dict_named_after_the_app_and_built_on_first_use(
+    load_app: LoadApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[str, dict[str, Any]]] = []
+    real_from_name = modal.Dict.from_name
+
+    def from_name(name: str, **kwargs: Any) -> modal.Dict:
+        made.append((name, kwargs))
+        return real_from_name(name, **kwargs)
+
+    monkeypatch.setattr(modal.Dict, "from_name", from_name)
+    module = load_app("modal_translation_app.py", FIXTURES / "web.yaml")
+    app = create_web_endpoints(module.TranslationApp, module.TextInput, module.TextOutput)
+    index = app.state.runner.job_index
+    assert isinstance(index, ModalDictJobIndex)
+    assert index.name == "web-dev-jobs"
+    assert made == []  # nothing at start-up: the Dict handle is made on the first async request
+    handle = index.modal_dict
+    assert made == [("web-dev-jobs", {"create_if_missing": True})]
+    assert isinstance(handle, modal.Dict)
+    assert repr(handle) == "modal.Dict.from_name('web-dev-jobs')"
+    assert not handle._is_hydrated  # no network yet: Modal looks the Dict up (or creates it) on first use
+    assert index.modal_dict is handle
+
+
+def test_the_job_index_name_is_a_valid_modal_name_even_for_a_long_app_name() -> None:
+    assert job_index_name("web-dev") == "web-dev-jobs"
+    long_a, long_b = "a" * 60 + "-prod", "a" * 60 + "-test"
+    names = {job_index_name(long_a), job_index_name(long_b)}
+    assert len(names) == 2
+    for name in names:
+        assert len(name) <= 64
+        assert name.endswith("-jobs")
+        modal.Dict.from_name(name, create_if_missing=True)  # checks the name (offline), raises if invalid
 
 
 async def test_unknown_model_is_404_before_any_modal_call(client: httpx.AsyncClient, calls: LocalCalls) -> None:
     r = await client.post("/predict_sync?model_name=nope", json={"text": "hello"}, headers=KEY)
     assert r.status_code == 404
-    assert calls.jobs == {}
+    assert calls.futures == {}
 
 
 async def test_bad_input_is_422_naming_the_field(client: httpx.AsyncClient) -> None:

@@ -13,6 +13,7 @@ from importlib.metadata import version as _version
 from modalkit import errors
 from modalkit._appfile import load_app_file
 from modalkit._config import ModalConfig
+from modalkit._jobs import AsyncJobInput, JobIndex, MemoryJobIndex, ModalDictJobIndex, job_index_name
 from modalkit._serve import local_app
 from modalkit._service import LegacyQueueBackend, ModalService
 from modalkit._web import ModalCalls, ModalRunner, create_web_endpoints
@@ -49,16 +50,20 @@ __version__ = _version("modalkit")
 __all__ = [
     "AppFileError",
     "AsyncInputModel",
+    "AsyncJobInput",
     "AsyncOutputModel",
     "ConfigError",
     "DelayedFailureOutputModel",
     "InferenceOutputModel",
     "InferencePipeline",
     "ItemError",
+    "JobIndex",
     "LegacyQueueBackend",
     "MemoryBackend",
+    "MemoryJobIndex",
     "ModalCalls",
     "ModalConfig",
+    "ModalDictJobIndex",
     "ModalNotLoggedInError",
     "ModalRunner",
     "ModalService",
@@ -74,6 +79,7 @@ __all__ = [
     "create_web_endpoints",
     "errors",
     "failed_indices",
+    "job_index_name",
     "load_app_file",
     "load_settings",
     "local_app",

@@ -22,6 +22,7 @@ import modal.experimental
 from pydantic import BaseModel
 
 from modalkit._config import ModalConfig
+from modalkit._jobs import AsyncJobInput
 from modalkit.errors import ServiceDefinitionError
 from modalkit_auth import new_job_id
 from modalkit_pipeline import AsyncInputModel, InferencePipeline, SyncInputModel
@@ -37,7 +38,7 @@ logger = logging.getLogger("modalkit")
 #: The name of the batched method, as the earlier modalkit named it.
 BATCHED_METHOD = "process_request"
 
-_ASYNC_KEYS = frozenset({"success_queue", "failure_queue", "meta"})
+_ASYNC_KEYS = frozenset({"success_queue", "failure_queue", "meta", "job_id"})
 
 
 class ModalService:
@@ -128,13 +129,13 @@ class ModalService:
         worker = self._modalkit_worker
         self._reload_volumes_if_due(worker)
         items = [self._coerce(r) for r in requests]
-        # Modal tells a batched call only the first input's call id, so a queued result can carry its job id
-        # (the FunctionCall id the client got) only when the batch holds that one input. In a larger batch
-        # each async item gets a fresh unique id (enough to drop duplicate deliveries); consumers correlate
-        # with `meta`, which is always passed through.
-        call_id = modal.current_function_call_id() if len(items) == 1 else None
+        # The job id travels inside the request (AsyncJobInput, sent by create_web_endpoints): Modal tells a
+        # batched method only the first input's call id, so that cannot identify the others. The id is in the
+        # input itself, so a retried input is delivered under the same id again.
         async_jobs = {
-            i: (item, call_id or new_job_id()) for i, item in enumerate(items) if isinstance(item, AsyncInputModel)
+            i: (item, item.job_id if isinstance(item, AsyncJobInput) else new_job_id())
+            for i, item in enumerate(items)
+            if isinstance(item, AsyncInputModel)
         }
         return worker.run_messages([item.message for item in items], async_jobs)
 
@@ -155,7 +156,8 @@ class ModalService:
             return request
         input_model, _ = type(self).inference_implementation.io_models()
         if isinstance(request, Mapping):
-            wrapper = AsyncInputModel if _ASYNC_KEYS & set(request) else SyncInputModel
+            keys = set(request)
+            wrapper = AsyncJobInput if "job_id" in keys else AsyncInputModel if _ASYNC_KEYS & keys else SyncInputModel
             return cast("SyncInputModel[Any] | AsyncInputModel[Any]", wrapper[input_model].model_validate(request))
         if isinstance(request, BaseModel):
             return SyncInputModel[input_model](message=request)  # type: ignore[valid-type]
@@ -174,7 +176,8 @@ def _batched_method(cls: type[ModalService]) -> Any:
     process_request.__module__ = cls.__module__
     process_request.__doc__ = (
         "Run one batch of SyncInputModel/AsyncInputModel requests; one result per request, in order "
-        "(the pipeline's output, or an ItemError for a request that failed)."
+        "(the pipeline's output, or an ItemError for a request that failed). An async result is delivered under "
+        "the request's job_id when it is an AsyncJobInput, else under a new id."
     )
     return process_request
 

@@ -6,12 +6,15 @@ have no other Modal method): the web function validates requests and forwards th
 
 - sync: ``process_request.remote.aio(request)`` (single items; Modal groups them into batches);
 - batch: ``process_request.map.aio(requests)``;
-- async: ``process_request.spawn.aio(request)``; the FunctionCall id is the job id;
-- ``/jobs/{id}``: ``modal.FunctionCall.from_id(id).get.aio(timeout=0)``; the built-in ``TimeoutError`` means the
-  call is still running.
+- async: the web function makes the job id (`modalkit_auth.new_job_id`), spawns an `AsyncJobInput` carrying it
+  with ``process_request.spawn.aio(request)``, records ``job_id -> FunctionCall id`` in the job index, then
+  answers 202. The container delivers the result under that same id (see `modalkit._jobs` for why the
+  FunctionCall id cannot be the job id);
+- ``/jobs/{id}``: the job index gives the FunctionCall id, then ``modal.FunctionCall.from_id(call_id)
+  .get.aio(timeout=0)``; the built-in ``TimeoutError`` means the call is still running.
 
-`ModalCalls` holds those four calls, so tests can replace Modal's cloud (and nothing else) with a layer that runs
-the class in-process through ``.local()``.
+`ModalCalls` holds the calls that reach Modal's cloud and the job index, so tests can replace Modal's cloud (and
+nothing else) with a layer that runs the class in-process through ``.local()`` and an in-memory index.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
+from modalkit._jobs import AsyncJobInput, JobIndex, ModalDictJobIndex, is_job_id, job_index_name
 from modalkit._service import BATCHED_METHOD, check_service_class
+from modalkit_auth import new_job_id
 from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError, SyncInputModel
 from modalkit_serve import JobView, safe_error_message
-from modalkit_serve.errors import RequestTimeoutError
+from modalkit_serve.errors import NotReadyError, RequestTimeoutError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -37,10 +43,20 @@ if TYPE_CHECKING:
 
 __all__ = ["ModalCalls", "ModalRunner", "WebEndpoints", "capture_web_endpoints", "create_web_endpoints"]
 
+logger = logging.getLogger("modalkit")
+
 
 class ModalCalls:
-    """The calls `ModalRunner` makes to Modal's cloud. Each takes the bound batched method of one model
-    (``AppCls(model_name=...).process_request``)."""
+    """What `ModalRunner` reaches in Modal's cloud: calls on the bound batched method of one model
+    (``AppCls(model_name=...).process_request``), and the job index.
+
+    Args:
+        job_index: Where ``job_id -> FunctionCall id`` is kept. ``None``: the runner uses a `ModalDictJobIndex`
+            named after the app (`job_index_name`).
+    """
+
+    def __init__(self, job_index: JobIndex | None = None) -> None:
+        self.job_index = job_index
 
     async def remote(self, method: Any, request: BaseModel) -> Any:
         """Run one request and wait for its result."""
@@ -55,7 +71,13 @@ class ModalCalls:
         call = await method.spawn.aio(request)
         return str(call.object_id)
 
-    async def poll(self, job_id: str) -> Any:
+    async def cancel(self, call_id: str) -> None:
+        """Cancel a spawned call (its job could not be recorded, so no client knows its id)."""
+        import modal
+
+        await modal.FunctionCall.from_id(call_id).cancel.aio()
+
+    async def poll(self, call_id: str) -> Any:
         """The result of a spawned call.
 
         Raises:
@@ -67,9 +89,9 @@ class ModalCalls:
         import modal.exception
 
         try:
-            return await modal.FunctionCall.from_id(job_id).get.aio(timeout=0)
+            return await modal.FunctionCall.from_id(call_id).get.aio(timeout=0)
         except (modal.exception.NotFoundError, modal.exception.OutputExpiredError, modal.exception.InvalidError):
-            raise LookupError(job_id) from None
+            raise LookupError(call_id) from None
 
 
 class ModalRunner:
@@ -78,8 +100,12 @@ class ModalRunner:
     Args:
         app_cls: The ``@app.cls`` class (a `ModalService` subclass).
         output_model: The pipeline's output model (results are re-validated into it when they arrive as dicts).
-        calls: The Modal call layer (default `ModalCalls`).
+        calls: The Modal call layer (default `ModalCalls`). When it has no ``job_index``, the runner uses a
+            `ModalDictJobIndex` named after the app (``app_cls.modal_utils.app_name``).
         request_timeout_seconds: A sync or batch request still unanswered after this gets 504.
+
+    Attributes:
+        job_index: The job index in use.
     """
 
     def __init__(
@@ -93,6 +119,9 @@ class ModalRunner:
         self.app_cls = app_cls
         self.output_model = output_model
         self.calls = calls if calls is not None else ModalCalls()
+        self.job_index: JobIndex = self.calls.job_index or ModalDictJobIndex(
+            job_index_name(_user_class(app_cls).modal_utils.app_name)
+        )
         self.request_timeout_seconds = request_timeout_seconds
         self._methods: dict[str, Any] = {}
 
@@ -128,13 +157,33 @@ class ModalRunner:
     async def submit_async(
         self, model_name: str, request: AsyncInputModel[Any], info: RequestInfo | None = None
     ) -> str:
-        """Spawn the request on Modal; its FunctionCall id is the job id."""
-        return await self.calls.spawn(self.method(model_name), request)
+        """Spawn the request on Modal under a new job id, record the job in the index, return the id.
+
+        Raises:
+            NotReadyError: (503) the job index could not record the job; its call was cancelled.
+        """
+        job_id = new_job_id()
+        call_id = await self.calls.spawn(self.method(model_name), _job_request(request, job_id))
+        try:
+            await self.job_index.put(job_id, call_id)
+        except Exception as exc:
+            await self._cancel_unrecorded(job_id, call_id)
+            raise NotReadyError(
+                f"the job could not be recorded in the job index, so it was not accepted; retry later "
+                f"({safe_error_message(exc)})"
+            ) from None
+        return job_id
 
     async def job_status(self, job_id: str) -> JobView | None:
-        """Poll the FunctionCall: running, finished (success or error), or unknown (None)."""
+        """Look the job up in the index and poll its FunctionCall: running, finished (success or error), or
+        unknown (None). A malformed id is unknown without a lookup."""
+        if not is_job_id(job_id):
+            return None
+        call_id = await self.job_index.get(job_id)
+        if call_id is None:
+            return None
         try:
-            result = await self.calls.poll(job_id)
+            result = await self.calls.poll(call_id)
         except TimeoutError:
             return JobView(job_id, "running", None)
         except LookupError:
@@ -144,6 +193,14 @@ class ModalRunner:
         out = self._result(result)
         failed = isinstance(out, InferenceOutputModel) and out.status != "success"
         return JobView(job_id, "error" if failed else "success", out)
+
+    async def _cancel_unrecorded(self, job_id: str, call_id: str) -> None:
+        logger.error("job %s (call %s) could not be recorded in the job index; cancelling it", job_id, call_id)
+        try:
+            await self.calls.cancel(call_id)
+        except Exception as exc:
+            # The call may still run: its result reaches the queue under a job id no client was given.
+            logger.error("cancelling call %s of unrecorded job %s failed: %s", call_id, job_id, safe_error_message(exc))
 
     async def _timed(self, call: Any) -> Any:
         try:
@@ -167,6 +224,19 @@ def _sync_request(item: BaseModel) -> SyncInputModel[Any]:
     # Parametrized with the item's own class, so the container validates and pickles it as that model.
     wrapper: Any = SyncInputModel[type(item)]  # type: ignore[misc]
     return cast("SyncInputModel[Any]", wrapper(message=item))
+
+
+def _job_request(request: AsyncInputModel[Any], job_id: str) -> AsyncJobInput[Any]:
+    # Parametrized with the message's own class, like _sync_request; the fields are already validated.
+    wrapper: Any = AsyncJobInput[type(request.message)]  # type: ignore[misc]
+    job = wrapper(
+        message=request.message,
+        success_queue=request.success_queue,
+        failure_queue=request.failure_queue,
+        meta=request.meta,
+        job_id=job_id,
+    )
+    return cast("AsyncJobInput[Any]", job)
 
 
 def _call_failed(exc: BaseException) -> ItemError:

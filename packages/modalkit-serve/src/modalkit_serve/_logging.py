@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -88,7 +89,7 @@ def _iso_time(created: float, _cache: dict[int, str] = {}) -> str:  # noqa: B006
     if prefix is None:
         _cache.clear()
         prefix = _cache[second] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{prefix}.{int((created - second) * 1000):03d}Z"
+    return f"{prefix}.{min(999, round((created - second) * 1000)):03d}Z"
 
 
 class _JsonFormatter(JsonFormatter):
@@ -99,6 +100,22 @@ class _JsonFormatter(JsonFormatter):
 
 
 _dumps = json.dumps
+# Text that is already valid inside a JSON string as it is: printable ASCII without `"` or `\`.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*").fullmatch
+_encoded: dict[object, str] = {}  # method, route and model names: few distinct values, encoded once
+
+
+def _json_str(text: str) -> str:
+    return f'"{text}"' if _PLAIN(text) else _dumps(text)
+
+
+def _cached(value: object) -> str:
+    encoded = _encoded.get(value)
+    if encoded is None:
+        if len(_encoded) > 1000:  # bounded: a flood of odd methods cannot grow it without limit
+            _encoded.clear()
+        encoded = _encoded[value] = _dumps(value)
+    return encoded
 
 
 def _access_line(created: float, fields: AccessFields) -> str:
@@ -109,13 +126,14 @@ def _access_line(created: float, fields: AccessFields) -> str:
     event loop. The keys and their order are the formatter's: time, level, logger, message, then the fields.
     """
     request_id, method, path, route, model, status, latency_ms, batch_size, queue_wait_ms = fields
-    message = f"{method} {path} {status} {latency_ms:.1f}ms"
+    wait = "null" if queue_wait_ms is None else repr(round(queue_wait_ms, 3))
     return (
         f'{{"time": "{_iso_time(created)}", "level": "INFO", "logger": "{ACCESS_LOGGER}", '
-        f'"message": {_dumps(message)}, "request_id": {_dumps(request_id)}, "method": {_dumps(method)}, '
-        f'"path": {_dumps(path)}, "route": {_dumps(route)}, "model": {_dumps(model)}, "status": {status}, '
-        f'"latency_ms": {round(latency_ms, 3)!r}, "batch_size": {_dumps(batch_size)}, '
-        f'"queue_wait_ms": {_dumps(None if queue_wait_ms is None else round(queue_wait_ms, 3))}}}'
+        f'"message": {_json_str(f"{method} {path} {status} {latency_ms:.1f}ms")}, '
+        f'"request_id": {_json_str(request_id)}, "method": {_cached(method)}, "path": {_json_str(path)}, '
+        f'"route": {_cached(route)}, "model": {_cached(model)}, "status": {status}, '
+        f'"latency_ms": {round(latency_ms, 3)!r}, "batch_size": {"null" if batch_size is None else batch_size}, '
+        f'"queue_wait_ms": {wait}}}'
     )
 
 

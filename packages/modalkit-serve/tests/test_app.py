@@ -575,3 +575,48 @@ async def test_a_server_runner_freezes_what_lives_as_long_as_the_process() -> No
     finally:
         await runner.stop()
         gc.unfreeze()
+
+
+class StuckBackend:
+    """A queue that accepts connections but never acknowledges a send (a hung broker)."""
+
+    async def send(self, queue_name: str, message: str) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_full_async_outbox_answers_503_and_loses_nothing(route_mode: bool, tmp_path: Any) -> None:
+    dead = tmp_path / "dead.jsonl"
+    settings = Settings.model_validate(
+        {
+            "app_settings": {
+                "app_prefix": "toy",
+                "queue_config": {
+                    "outbox_size": 1,
+                    "retry": {"max_attempts": 1},
+                    "dead_letter": {"file": str(dead)},
+                },
+                "server_config": {"drain_timeout_seconds": 1},
+            },
+            "model_settings": {"model_entries": {"toy": {}}},
+        }
+    )
+    runner = LocalRunner(ToyPipeline, settings, queue_backend=StuckBackend())
+    app = create_app(runner, ToyInput, ToyOutput, settings, fast_path=route_mode)
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(runner.wait_ready(), GUARD)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            first = await client.post("/predict_async", json={"message": {"text": "a"}, "success_queue": "q"})
+            sender = runner.sender
+            assert sender is not None
+            await wait_until(lambda: not sender.has_capacity(1))
+            refused = await client.post("/predict_async", json={"message": {"text": "b"}, "success_queue": "q"})
+
+    assert first.status_code == 202
+    assert refused.status_code == 503
+    assert "outbox" in refused.json()["detail"]
+    assert refused.headers["retry-after"]
+    # The accepted job could not be delivered before shutdown: it is in the dead-letter file, not lost.
+    assert first.json()["job_id"] in dead.read_text()

@@ -620,3 +620,33 @@ async def test_a_full_async_outbox_answers_503_and_loses_nothing(route_mode: boo
     assert refused.headers["retry-after"]
     # The accepted job could not be delivered before shutdown: it is in the dead-letter file, not lost.
     assert first.json()["job_id"] in dead.read_text()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+        ("application/vnd.api+json", 200),
+        ("text/plain", 415),
+        ("application/x-www-form-urlencoded", 415),
+        ("multipart/form-data; boundary=x", 415),
+    ],
+)
+async def test_bodies_must_be_sent_as_json(served: Served, content_type: str, status: int) -> None:
+    response = await served.client.post(
+        "/predict_sync", content=b'{"text": "a"}', headers={"content-type": content_type}
+    )
+
+    assert response.status_code == status
+    if status == 415:
+        assert "Content-Type: application/json" in response.json()["detail"]
+        assert response.headers["x-request-id"]
+
+
+async def test_a_body_without_a_content_type_is_read_as_json(served: Served) -> None:
+    request = served.client.build_request("POST", "/predict_sync", content=b'{"text": "a"}')
+    assert "content-type" not in request.headers
+    response = await served.client.send(request)
+    assert response.status_code == 200

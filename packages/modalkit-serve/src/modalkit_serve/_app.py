@@ -22,7 +22,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modalkit_auth import Authenticator
 from modalkit_config import Settings
 from modalkit_pipeline import AsyncOutputModel, ItemError
-from modalkit_serve._asgi import REQUEST_INFO_KEY, FastHandler, ServeMiddleware
+from modalkit_serve._asgi import (
+    REQUEST_INFO_KEY,
+    UNSUPPORTED_MEDIA_TYPE,
+    FastHandler,
+    ServeMiddleware,
+    is_json_content_type,
+)
 from modalkit_serve._jobs import JobStatus, job_status_json
 from modalkit_serve._metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from modalkit_serve._routes import Handler, Reply, Routes, error_reply
@@ -210,6 +216,7 @@ def create_app(
     errors_doc: dict[int | str, dict[str, Any]] = {
         404: {"model": ErrorResponse, "description": "Unknown model_name."},
         413: {"model": ErrorResponse, "description": "Body larger than server_config.max_body_bytes."},
+        415: {"model": ErrorResponse, "description": "The body is not sent as JSON (Content-Type)."},
         503: {"model": ErrorResponse, "description": "Not ready, draining, or the queue is full (see Retry-After)."},
         504: {"model": ErrorResponse, "description": "Not answered within server_config.request_timeout_seconds."},
     }
@@ -223,6 +230,9 @@ def create_app(
     )
 
     async def via_fastapi(request: Request, handler: Handler) -> Response:
+        content_type = request.headers.get("content-type")
+        if not is_json_content_type(None if content_type is None else content_type.encode("latin-1")):
+            return JSONResponse({"detail": UNSUPPORTED_MEDIA_TYPE}, status_code=415)
         body = await request.body()
         status, reply, headers = await routes.reply(
             handler, body, request.scope["query_string"], request.scope.get(REQUEST_INFO_KEY)

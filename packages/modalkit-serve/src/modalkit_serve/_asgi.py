@@ -25,7 +25,14 @@ from modalkit_serve._ids import RequestIds, sane_request_id
 from modalkit_serve._logging import AccessLog
 from modalkit_serve._metrics import ServeMetrics
 
-__all__ = ["REQUEST_INFO_KEY", "FastHandler", "RequestInfo", "ServeMiddleware"]
+__all__ = [
+    "REQUEST_INFO_KEY",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "FastHandler",
+    "RequestInfo",
+    "ServeMiddleware",
+    "is_json_content_type",
+]
 
 logger = logging.getLogger("modalkit.serve")
 
@@ -34,6 +41,7 @@ REQUEST_INFO_KEY = "modalkit.request"
 
 _REQUEST_ID = b"x-request-id"
 _CONTENT_LENGTH = b"content-length"
+_CONTENT_TYPE = b"content-type"
 _JSON = (b"content-type", b"application/json")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -109,12 +117,15 @@ class ServeMiddleware:
         start = time.perf_counter()
         raw_id: bytes | None = None
         length: bytes | None = None
+        content_type: bytes | None = None
         for name, value in scope["headers"]:
             if name == _REQUEST_ID:
                 if raw_id is None:
                     raw_id = value
             elif name == _CONTENT_LENGTH:
                 length = value
+            elif name == _CONTENT_TYPE:
+                content_type = value
         request_id = sane_request_id(raw_id) if raw_id is not None else None
         if request_id is None:
             request_id = self.ids.new()
@@ -142,6 +153,9 @@ class ServeMiddleware:
             if too_large is not None:
                 await _reply(send, too_large[0], _detail(too_large[1]), [id_header], close=too_large[0] == 413)
                 info.status = too_large[0]
+            elif fast is not None and not is_json_content_type(content_type):
+                await _reply(send, 415, _detail(UNSUPPORTED_MEDIA_TYPE), [id_header])
+                info.status = 415
             elif fast is not None:
                 status, body, headers = await self._fast(fast, scope, receive, info)
                 headers.append(id_header)
@@ -245,6 +259,21 @@ class ServeMiddleware:
             return message
 
         return limited_receive
+
+
+UNSUPPORTED_MEDIA_TYPE = "send the body as JSON, with the header Content-Type: application/json"
+
+
+def is_json_content_type(value: bytes | None) -> bool:
+    """Whether a request's Content-Type allows a JSON body: absent, ``application/json`` or ``application/*+json``.
+
+    Refusing other types (``text/plain``, forms) matters beyond tidiness: a web page can send those to a
+    service on localhost without a CORS preflight, and must not be able to run predictions that way.
+    """
+    if value is None:
+        return True
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
 
 def _detail(text: str) -> bytes:

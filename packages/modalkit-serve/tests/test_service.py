@@ -226,7 +226,7 @@ def test_the_server_announces_its_port_and_serves(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_sigterm_delivers_every_accepted_async_job(tmp_path: Path) -> None:
-    app = write_app(tmp_path / "svc", seconds=0.05)  # 4 items per 50 ms batch: the queue is long at SIGTERM
+    app = write_app(tmp_path / "svc", seconds=0.1)  # 4 items per 100 ms batch: the queue is long at SIGTERM
     sink = tmp_path / "svc" / "delivered.jsonl"
     with ServedProcess(app, log_dir=tmp_path) as server:
         accepted: list[str] = []

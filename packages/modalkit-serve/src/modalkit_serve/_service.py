@@ -145,9 +145,12 @@ def _find_spec(module: ModuleType, app_path: Path) -> ServiceSpec:
         if isinstance(made, ServiceSpec):
             return made
         raise ServiceSpecError(f"{app_path}: modalkit_service() returned {type(made).__name__}, not a ServiceSpec")
+    hint = ""
+    if any(type(value).__module__.split(".")[0] == "modal" for value in vars(module).values()):
+        hint = "; it is a Modal app file: serve it with `modalkit serve` (pip install modalkit)"
     raise ServiceSpecError(
         f"{app_path}: defines no service. Add `service = ServiceSpec(YourPipeline)` "
-        "(from modalkit_serve import ServiceSpec) or a function `modalkit_service()` returning one"
+        f"(from modalkit_serve import ServiceSpec) or a function `modalkit_service()` returning one{hint}"
     )
 
 

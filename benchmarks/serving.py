@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -364,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--litserve-trivial", action="store_true", help="also run LitServe in the trivial scenario")
     parser.add_argument("--fast-queue", action="store_true", help="LitServe with ZeroMQ queues (fast_queue=True)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (modalkit's are large)")
     parser.add_argument("--out", type=Path, help="JSON results file (default: benchmarks/results/serving-<time>.json)")
     args = parser.parse_args(argv)
     try:
@@ -405,14 +407,21 @@ def main(argv: list[str] | None = None) -> int:
                 for (name, conc), cell in cells.items()
             }
     except (ServerError, _wrk.WrkError) as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
+        print(f"benchmark failed: {exc}\nserver logs: {logs_dir}", file=sys.stderr)
         return 1
+    if not args.keep_logs:
+        # modalkit's JSON request log alone is ~300 MB per full run; logs matter only when something failed.
+        shutil.rmtree(logs_dir, ignore_errors=True)
     lines.append(f"Wall time {time.monotonic() - started:.0f} s; load average at the end {os.getloadavg()[0]:.2f}.")
     print("\n" + "\n".join(lines))
     out = args.out or RESULTS_DIR / f"serving-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     log(f"results written to {out}")
+    missed = [line for line in lines if line.startswith("- FAIL")]
+    if missed:
+        log(f"{len(missed)} target(s) missed")
+        return 1
     return 0
 
 

@@ -119,8 +119,9 @@ class ModalRunner:
         self.app_cls = app_cls
         self.output_model = output_model
         self.calls = calls if calls is not None else ModalCalls()
-        self.job_index: JobIndex = self.calls.job_index or ModalDictJobIndex(
-            job_index_name(_user_class(app_cls).modal_utils.app_name)
+        given = self.calls.job_index
+        self.job_index: JobIndex = (
+            given if given is not None else ModalDictJobIndex(job_index_name(_user_class(app_cls).modal_utils.app_name))
         )
         self.request_timeout_seconds = request_timeout_seconds
         self._methods: dict[str, Any] = {}

@@ -137,6 +137,9 @@ class LocalRunner:
         self._loader: asyncio.Task[None] | None = None
         self._loaded = False
         self._stopping = False
+        # Async results accepted but not yet handed to the sender: they hold a place in its outbox from the
+        # moment the job is accepted, so a burst cannot accept more jobs than the outbox can take later.
+        self._outbox_reserved = 0
         self.metrics.queue_depth_source = self.queue_depths
         self.metrics.ready_source = lambda: self.ready
 
@@ -242,10 +245,13 @@ class LocalRunner:
         """Accept an async job; its result goes to the request's queues and to the job store."""
         batcher = self._batcher(model_name)
         sender = self._sender
-        if sender is not None and (request.success_queue or request.failure_queue) and not sender.has_capacity(1):
+        reserve = sender is not None and _delivers(request)
+        if reserve and sender is not None and not sender.has_capacity(self._outbox_reserved + 1):
             raise QueueFullError("the async result outbox is full; retry later")
         job = Job(new_job_id(), model_name, request)
         batcher.submit_job(job)
+        if reserve:
+            self._outbox_reserved += 1
         self.jobs.add(job)
         self.metrics.async_jobs.inc((model_name,))
         return job.job_id
@@ -303,7 +309,7 @@ class LocalRunner:
                 timeout_seconds=app.server_config.request_timeout_seconds,
                 model_name=name,
                 on_batch=self.metrics.observe_batch,
-                on_job_done=self.jobs.finish,
+                on_job_done=self._job_done,
             )
             batcher.start()
             self._batchers[name] = batcher
@@ -314,6 +320,12 @@ class LocalRunner:
         self._loaded = True
         if not self._load_errors:
             logger.info("all %d models loaded; ready", len(self._batchers))
+
+    def _job_done(self, job: Job, result: BaseModel) -> None:
+        # The worker has handed the result to the sender by now: its place in the outbox is taken for real.
+        if self._sender is not None and _delivers(job.request):
+            self._outbox_reserved = max(0, self._outbox_reserved - 1)
+        self.jobs.finish(job, result)
 
     def _build_pipeline(self, name: str, entry: Mapping[str, Any]) -> InferencePipeline[Any, Any]:
         model_settings = self.settings.model_settings
@@ -332,6 +344,11 @@ class LocalRunner:
     def queue_depths(self) -> dict[str, int]:
         """Items waiting for a batch, per loaded model."""
         return {name: b.depth for name, b in self._batchers.items()}
+
+
+def _delivers(request: AsyncInputModel[Any]) -> bool:
+    """Whether an async request's result goes to a queue (an empty queue name skips delivery)."""
+    return bool(request.success_queue or request.failure_queue)
 
 
 def _summarise(queued: Sequence[BatchItem], info: RequestInfo) -> None:

@@ -16,7 +16,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="serving: 2 windows of 3 s instead of 5 of 5 s")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (fewer windows, fewer messages)")
     args = parser.parse_args()
     serving = [sys.executable, str(BENCH_DIR / "serving.py")]
     if args.quick:
@@ -24,7 +24,7 @@ def main() -> int:
     runs = [serving]
     queue = BENCH_DIR / "queue_delivery.py"
     if queue.exists():
-        runs.append([sys.executable, str(queue)])
+        runs.append([sys.executable, str(queue), *(["--count", "2000", "--rounds", "1"] if args.quick else [])])
     failed = []
     for argv in runs:
         print(f"\n=== {Path(argv[1]).name} ===", flush=True)

@@ -10,6 +10,8 @@ import asyncio
 import json
 import os
 import re
+import socket
+import ssl
 import sys
 import time
 from collections import Counter
@@ -194,11 +196,13 @@ async def run_load(
     ``stop()`` runs out. A transport error ends that client's loop when ``stop()`` says the server is going away."""
     load = Load()
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Plain HTTP on loopback; one TLS context for all clients, since httpx would load the CA bundle for each.
+    tls = ssl.create_default_context()
 
-    async with httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits) as client:
-
-        async def one(index: int) -> None:
+    async def one(index: int) -> None:
+        # A client (and connection pool) per simulated user: one pool shared by 64 concurrent requests costs
+        # httpx more per request as concurrency grows.
+        async with httpx.AsyncClient(base_url=url, timeout=request_timeout, verify=tls) as client:
             for n in range(max_requests_per_client):
                 if time.monotonic() >= deadline or (stop is not None and stop()):
                     return
@@ -209,9 +213,9 @@ async def run_load(
                         return
                     load.error(f"{type(exc).__name__}: {exc}")
 
-        started = time.monotonic()
-        await asyncio.gather(*(one(i) for i in range(clients)))
-        load.seconds = time.monotonic() - started
+    started = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    load.seconds = time.monotonic() - started
     return load
 
 
@@ -265,3 +269,117 @@ class Report:
 
 REPORT = Report()
 """The session's figures (a module global: the conftest's terminal summary reads it too)."""
+
+
+def redis_command(port: int, *args: str) -> bytes:
+    """Send one command to a local redis-server over a raw socket (RESP) and return its first reply line."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"".join(parts))
+        return sock.recv(65536)
+
+
+class Mix:
+    """A request mix for fault runs: sync, batch and async requests, with the outcomes each may have.
+
+    Args:
+        success_queue: Where async results go.
+        failure_queue: Where async failures go.
+        async_share: Every ``async_share``-th request is async (the rest alternate sync and batch).
+        boom_every: Every ``boom_every``-th text says ``boom`` (the faulty model raises on it); 0 for never.
+        missing_queue: Every 20th async job goes to this queue (which does not exist), or never when None.
+        headers: Sent with every request (an API key).
+        tolerated: Statuses that are an expected refusal in this scenario (e.g. 503 while draining): counted
+            under ``refused_<status>`` if the body is a clean JSON error, not as errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        success_queue: str = "results",
+        failure_queue: str = "failures",
+        async_share: int = 3,
+        boom_every: int = 0,
+        missing_queue: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        tolerated: Iterable[int] = (),
+    ) -> None:
+        self.success_queue = success_queue
+        self.failure_queue = failure_queue
+        self.async_share = async_share
+        self.boom_every = boom_every
+        self.missing_queue = missing_queue
+        self.headers = dict(headers or {})
+        self.tolerated = frozenset(tolerated)
+
+    def text(self, n: int) -> str:
+        if self.boom_every and n % self.boom_every == 0:
+            return f"text {n} goes boom"
+        return f"text {n} is a good one"
+
+    def _refused(self, kind: str, response: httpx.Response, load: Load) -> bool:
+        if response.status_code in self.tolerated and check_json_error(response) is None:
+            load.by_kind[f"refused_{response.status_code}"] += 1
+            return True
+        load.error(f"{kind} {response.status_code}: {response.text[:200]}")
+        return False
+
+    async def __call__(self, client: httpx.AsyncClient, n: int, load: Load) -> None:
+        if n % self.async_share == 0:
+            await self._async(client, n, load)
+        elif n % 2:
+            await self._sync(client, n, load)
+        else:
+            await self._batch(client, n, load)
+
+    async def _async(self, client: httpx.AsyncClient, n: int, load: Load) -> None:
+        queue = self.success_queue
+        if self.missing_queue is not None and n % 20 == 0:
+            queue = self.missing_queue
+        body = {"message": {"text": self.text(n)}, "success_queue": queue, "failure_queue": self.failure_queue}
+        response = await client.post("/predict_async", json=body, headers=self.headers)
+        load.statuses[response.status_code] += 1
+        if response.status_code == 202:
+            load.by_kind["async"] += 1
+            load.accepted.append(response.json()["job_id"])
+        else:
+            self._refused("async", response, load)
+
+    async def _sync(self, client: httpx.AsyncClient, n: int, load: Load) -> None:
+        text = self.text(n)
+        response = await client.post("/predict_sync", json={"text": text}, headers=self.headers)
+        load.statuses[response.status_code] += 1
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else None
+        failed_alone = (
+            isinstance(body, dict)
+            and body.get("status") == "error"
+            and str(body.get("error", "")).startswith("ValueError: boom")
+        )
+        if "boom" in text and response.status_code == 500 and failed_alone:
+            # The model raised on this input: it fails alone, with the error and no stack trace.
+            load.by_kind["failed_alone"] += 1
+            return
+        if response.status_code == 200 and isinstance(body, dict) and body.get("status") == "success":
+            load.by_kind["sync"] += 1
+            load.items += 1
+            return
+        self._refused("sync", response, load)
+
+    async def _batch(self, client: httpx.AsyncClient, n: int, load: Load) -> None:
+        texts = [f"text {n}a is fine", self.text(n), f"text {n}b is fine"]
+        response = await client.post("/predict_batch", json=[{"text": t} for t in texts], headers=self.headers)
+        load.statuses[response.status_code] += 1
+        if response.status_code != 200:
+            self._refused("batch", response, load)
+            return
+        results = response.json()
+        expected = ["error" if "boom" in t else "success" for t in texts]
+        if [r.get("status") for r in results] != expected:
+            load.error(f"batch: expected {expected}, got {response.text[:300]}")
+            return
+        load.by_kind["batch"] += 1
+        load.by_kind["failed_alone"] += expected.count("error")
+        load.items += len(texts)

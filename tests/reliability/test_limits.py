@@ -165,6 +165,7 @@ async def test_overload_is_a_503_with_retry_after_and_no_accepted_job_is_lost(
         tmp_path / "slow.yaml",
         f"""\
 app_settings:
+  batch_config: {{max_batch_size: 2}}  # 2 items per 300 ms: a burst of 30 cannot all fit, however it arrives
   server_config:
     max_queue_size: 6
     request_timeout_seconds: 30

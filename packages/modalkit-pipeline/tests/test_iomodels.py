@@ -68,3 +68,19 @@ def test_item_error_is_an_error_output() -> None:
     assert err.model_dump()["error"] == "bad input"
     with pytest.raises(ValidationError):
         ItemError.model_validate({"error": "x", "status": "success"})
+
+
+def test_an_item_error_is_about_the_input_unless_marked_internal() -> None:
+    assert ItemError(error="bad input").kind == "input"
+    assert ItemError(error="ValueError: boom", kind="internal").kind == "internal"
+    with pytest.raises(ValidationError) as info:
+        ItemError(error="x", kind="server")
+    assert info.value.errors()[0]["loc"] == ("kind",)
+
+
+def test_an_item_error_serialises_its_kind_and_reads_back_without_one() -> None:
+    err = ItemError(error="boom", index=1, kind="internal")
+    assert err.model_dump(mode="json") == {"status": "error", "error": "boom", "index": 1, "kind": "internal"}
+    assert ItemError.model_validate_json(err.model_dump_json()) == err
+    # What an earlier version sent (no kind): a pipeline's own verdict on the input.
+    assert ItemError.model_validate({"status": "error", "error": "x", "index": 0}).kind == "input"

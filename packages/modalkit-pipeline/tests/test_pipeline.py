@@ -69,6 +69,7 @@ def test_one_item_can_fail_without_failing_its_batch() -> None:
     assert isinstance(out[1], ItemError)
     assert out[1].status == "error"
     assert out[1].error == "text is empty"
+    assert out[1].kind == "input"  # item_error() reports a problem with the input, not with the service
     assert isinstance(out[0], Length)
     assert out[0].length == 2
 

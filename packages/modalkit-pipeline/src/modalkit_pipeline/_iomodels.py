@@ -55,6 +55,7 @@ class ItemError(InferenceOutputModel):
     """The result for one input that could not be processed; the rest of its batch is unaffected.
 
     Return it from `postprocess` in place of that input's output (see `InferencePipeline.item_error`).
+    The serving layer makes them too, marked ``kind="internal"``, for inputs the pipeline raised on.
     """
 
     status: Literal["error"] = "error"
@@ -62,6 +63,11 @@ class ItemError(InferenceOutputModel):
     """What went wrong with this input; shown to the caller, so it must not contain secrets."""
     index: int | None = None
     """Position of the input in its batch, when the pipeline knows it."""
+    kind: Literal["input", "internal"] = "input"
+    """Where the failure lies. ``input``: the pipeline returned this error on purpose because the input cannot be
+    processed (the caller's problem; ``/predict_sync`` answers 422). ``internal``: the serving layer made it because
+    the pipeline raised, broke its contract, or the service failed (the server's problem; ``/predict_sync``
+    answers 500). Errors without a kind (from an earlier version) read as ``input``."""
 
 
 class DelayedFailureOutputModel(InferenceOutputModel):

@@ -63,8 +63,17 @@ class InferencePipeline(ABC, Generic[InputT, OutputT]):
         """Called after the serving layer reloaded the model volumes; reload artefacts here. Does nothing by default."""
 
     def item_error(self, message: str, *, index: int | None = None) -> ItemError:
-        """Build the result for one input that failed, to return from `postprocess` in that input's place."""
-        return ItemError(error=message, index=index)
+        """Build the result for one input that cannot be processed, to return from `postprocess` in its place.
+
+        The error is about the input (``kind="input"``): ``/predict_sync`` answers it with a 422 carrying
+        ``message``, a batch or async result carries it as that item's error. For a failure of the model itself,
+        raise instead: the serving layer isolates the input and reports an internal error (500).
+
+        Args:
+            message: What is wrong with the input; shown to the caller, so it must not contain secrets.
+            index: The input's position in the batch, if useful to the caller.
+        """
+        return ItemError(error=message, index=index, kind="input")
 
     def run_inference(self, input_list: list[InputT]) -> list[OutputT | ItemError]:
         """Run preprocess -> predict -> postprocess over one batch.

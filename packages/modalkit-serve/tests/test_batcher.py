@@ -216,3 +216,23 @@ async def test_a_batcher_that_was_never_started_refuses_work(pipeline: ToyPipeli
 def test_bad_limits_are_rejected() -> None:
     with pytest.raises(ValueError, match="max_batch_size"):
         Batcher(Worker(new_pipeline()), max_batch_size=0, wait_ms=0, max_queue_size=1, timeout_seconds=1)
+
+
+class _BrokenWorker(Worker):
+    """A worker with a bug outside the pipeline (its own code raises)."""
+
+    def run_messages(self, messages: Any, async_jobs: Any = None) -> Any:
+        raise RuntimeError("worker bug")
+
+
+async def test_a_batch_that_fails_outside_the_pipeline_gives_internal_errors(pipeline: ToyPipeline) -> None:
+    b = Batcher(_BrokenWorker(pipeline), max_batch_size=8, wait_ms=10, max_queue_size=10, timeout_seconds=30)
+    b.start()
+    try:
+        item = b.submit(ToyInput(text="a"))
+        result = await asyncio.wait_for(b.result(item), GUARD)
+    finally:
+        await b.close(GUARD)
+
+    assert isinstance(result, ItemError)
+    assert (result.error, result.kind) == ("internal error while running the batch", "internal")

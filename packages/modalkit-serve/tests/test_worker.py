@@ -41,6 +41,7 @@ def test_an_item_error_from_the_pipeline_fails_only_that_item() -> None:
 
     assert isinstance(results[1], ItemError)
     assert results[1].error == "this item is not allowed"
+    assert results[1].kind == "input"  # the pipeline's own verdict on the input, kept as it returned it
     assert statuses(results) == ["success", "error", "success"]
 
 
@@ -55,6 +56,7 @@ def test_a_raising_item_is_isolated_and_the_others_succeed(caplog: pytest.LogCap
     bad = results[2]
     assert isinstance(bad, ItemError)
     assert bad.error == "ValueError: cannot handle 'raise'"
+    assert bad.kind == "internal"  # the pipeline raised: a server-side failure, not a verdict on the input
     assert "Traceback" not in bad.error
     assert [r.upper for r in results if isinstance(r, ToyOutput)] == ["A", "B", "D", "E"]
     # The stack goes to the log, not to the client.
@@ -77,13 +79,14 @@ def test_a_single_raising_item_gets_an_item_error() -> None:
 
     assert isinstance(results[0], ItemError)
     assert results[0].error.startswith("ValueError")
+    assert results[0].kind == "internal"
 
 
 def test_an_output_count_mismatch_is_a_pipeline_bug_and_fails_every_item() -> None:
     pipeline = new_pipeline()
     results = Worker(pipeline).run_batch(sync("a", "count", "c"))
 
-    assert all(isinstance(r, ItemError) for r in results)
+    assert all(isinstance(r, ItemError) and r.kind == "internal" for r in results)
     assert "exactly one output per input" in str(results[0].error)  # type: ignore[attr-defined]
     assert len(pipeline.batches) == 1  # not retried: re-running a buggy pipeline cannot help
 
@@ -94,6 +97,7 @@ def test_an_output_that_is_not_a_model_fails_that_item() -> None:
     assert statuses(results)[0] == "success"
     assert isinstance(results[1], ItemError)
     assert "dict" in results[1].error
+    assert results[1].kind == "internal"  # the pipeline broke its contract; the input is not to blame
 
 
 def test_a_cuda_error_is_fatal() -> None:
@@ -104,7 +108,7 @@ def test_a_cuda_error_is_fatal() -> None:
 
     results = worker.run_batch(sync("a", "cuda", "c"))
 
-    assert all(isinstance(r, ItemError) for r in results)
+    assert all(isinstance(r, ItemError) and r.kind == "internal" for r in results)
     assert len(fatal) == 1
     assert "CUDA error" in str(fatal[0])
     assert not worker.ready
@@ -113,6 +117,7 @@ def test_a_cuda_error_is_fatal() -> None:
     later = worker.run_batch(sync("a"))
     assert isinstance(later[0], ItemError)
     assert "stopped" in later[0].error
+    assert later[0].kind == "internal"
     assert len(pipeline.batches) == runs  # it stopped taking work
 
 
@@ -200,6 +205,7 @@ def test_async_results_go_to_their_success_or_failure_queue() -> None:
     assert failed["job_id"] == "job-bad"
     assert failed["status"] == "error"
     assert failed["error"] == "ValueError: cannot handle 'raise'"
+    assert failed["kind"] == "internal"
     assert failed["meta"] == {}
     assert failed["original_message"]["message"] == {"text": "raise"}
 
@@ -249,3 +255,21 @@ def test_an_empty_batch_runs_nothing() -> None:
 def test_worker_exposes_its_pipeline() -> None:
     pipeline = ToyPipeline("toy", ".", {})
     assert Worker(pipeline).pipeline is pipeline
+
+
+def test_an_input_error_reaches_the_failure_queue_as_the_pipeline_returned_it() -> None:
+    backend = MemoryBackend()
+    with ReliableSender(backend, dead_letter_file=None) as sender:
+        item = AsyncInputModel[ToyInput](message=ToyInput(text="item-error"), failure_queue="failed", meta={"m": 1})
+        Worker(new_pipeline(), sender=sender).run_batch([item], job_ids=["job-1"])
+        assert sender.flush(10)
+
+    [failed] = read(backend, "failed")
+    assert {k: v for k, v in failed.items() if k != "original_message"} == {
+        "status": "error",
+        "error": "this item is not allowed",
+        "index": 0,
+        "kind": "input",
+        "job_id": "job-1",
+        "meta": {"m": 1},
+    }

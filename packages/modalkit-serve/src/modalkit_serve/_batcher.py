@@ -312,7 +312,10 @@ class Batcher:
         except Exception:
             # run_messages isolates pipeline failures itself; this guards against a bug in the worker or sender.
             logger.exception("model %s: batch of %d failed outside the pipeline", self.model_name, len(batch))
-            results = [ItemError(error="internal error while running the batch", index=i) for i in range(len(batch))]
+            results = [
+                ItemError(error="internal error while running the batch", index=i, kind="internal")
+                for i in range(len(batch))
+            ]
         finished = time.perf_counter()
         self._running_batch = 0
         self._post(self._complete, batch, results, started, finished)

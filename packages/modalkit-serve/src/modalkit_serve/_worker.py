@@ -106,7 +106,10 @@ class Worker:
             job_ids: The job id of each item (None for sync items); async items without one get a new id.
 
         Returns:
-            One result per item, in order: the pipeline's output, or an `ItemError` for an item that failed.
+            One result per item, in order: the pipeline's output, or an `ItemError` for an item that failed. An
+            `ItemError` the pipeline returned is kept as it is (``kind="input"`` unless it said otherwise); the
+            ones made here, for items the pipeline raised on, after a fatal error, or for a postprocess that broke
+            the contract, are ``kind="internal"``.
         """
         messages = [item.message for item in items]
         jobs: dict[int, tuple[AsyncInputModel[Any], str]] = {}
@@ -225,7 +228,7 @@ class Worker:
                 return self._all_failed(len(messages), f"fatal error, worker stopped: {safe_error_message(exc)}")
             if len(messages) == 1:
                 self._log_item_failure(exc, offset, state)
-                return [ItemError(error=safe_error_message(exc), index=offset)]
+                return [ItemError(error=safe_error_message(exc), index=offset, kind="internal")]
             if not state.split_logged:
                 state.split_logged = True
                 logger.warning(
@@ -244,7 +247,9 @@ class Worker:
         if isinstance(out, BaseModel):
             return out
         logger.error("%s returned a %s for item %d, not a pydantic model", self._name, type(out).__name__, index)
-        return ItemError(error=f"the pipeline returned a {type(out).__name__}, not its output model", index=index)
+        return ItemError(
+            error=f"the pipeline returned a {type(out).__name__}, not its output model", index=index, kind="internal"
+        )
 
     def _log_item_failure(self, exc: Exception, index: int, state: _IsolationState) -> None:
         # One stack trace per batch is enough to debug; the rest would repeat it.
@@ -267,7 +272,7 @@ class Worker:
 
     @staticmethod
     def _all_failed(n: int, message: str) -> list[BaseModel]:
-        return [ItemError(error=message, index=i) for i in range(n)]
+        return [ItemError(error=message, index=i, kind="internal") for i in range(n)]
 
 
 class _IsolationState:

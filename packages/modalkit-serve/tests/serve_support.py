@@ -9,6 +9,7 @@ Texts with a meaning:
 - ``count``: postprocess returns one output too few.
 - ``block``: predict waits until ``pipeline.gate`` is set (tests clear it to hold the model busy).
 - ``dict``: postprocess returns a plain dict instead of a model for that item.
+- ``status-error``: postprocess returns the output model with ``status="error"`` (the earlier modalkit's way).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class ToyPipeline(InferencePipeline[ToyInput, ToyOutput]):
                 out.append(self.item_error("this item is not allowed", index=i))
             elif item.text == "dict":
                 out.append({"upper": up})
+            elif item.text == "status-error":
+                out.append(ToyOutput(status="error", error="no upper case for this", upper="", length=0))
             else:
                 out.append(ToyOutput(upper=up, length=len(item.text)))
         if any(i.text == "count" for i in input_list):

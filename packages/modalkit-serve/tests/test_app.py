@@ -123,18 +123,39 @@ async def test_a_pipeline_failure_is_a_json_500_without_a_stack_trace(served: Se
     response = await served.client.post("/predict_sync", json={"text": "raise"})
 
     assert response.status_code == 500
-    body = response.json()
-    assert body["status"] == "error"
-    assert body["detail"] == "ValueError: cannot handle 'raise'"
+    assert response.json() == {
+        "detail": "ValueError: cannot handle 'raise'",
+        "status": "error",
+        "error": "ValueError: cannot handle 'raise'",
+    }
     assert "Traceback" not in response.text
     assert "x-request-id" in response.headers
 
 
-async def test_an_item_error_is_a_500_with_the_pipeline_message(served: Served) -> None:
-    response = await served.client.post("/predict_sync", json={"text": "item-error"})
+async def test_a_pipeline_that_breaks_its_contract_is_a_500(served: Served) -> None:
+    response = await served.client.post("/predict_sync", json={"text": "dict"})
 
     assert response.status_code == 500
-    assert response.json()["error"] == "this item is not allowed"
+    assert response.json()["error"] == "the pipeline returned a dict, not its output model"
+
+
+async def test_an_item_error_the_pipeline_returned_is_a_422_with_its_message(served: Served) -> None:
+    response = await served.client.post("/predict_sync", json={"text": "item-error"})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": [{"type": "item_error", "loc": ["body"], "msg": "this item is not allowed"}]}
+    assert "x-request-id" in response.headers
+    metrics = (await served.client.get("/metrics")).text
+    assert 'modalkit_requests_total{route="/predict_sync",status="422"} 1.0' in metrics
+
+
+async def test_an_error_output_the_pipeline_returned_is_a_422_too(served: Served) -> None:
+    # The earlier modalkit's way to fail an item: its own output model with status "error".
+    response = await served.client.post("/predict_sync", json={"text": "status-error"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{"type": "item_error", "loc": ["body"], "msg": "no upper case for this"}]
 
 
 # -- request ids -----------------------------------------------------------------------------------------------
@@ -178,8 +199,9 @@ async def test_a_batch_where_one_item_fails_and_the_others_succeed(served: Serve
     body = response.json()
     assert [r["status"] for r in body] == ["success", "error", "success", "error"]
     assert body[0]["upper"] == "A"
-    assert body[1]["error"] == "ValueError: cannot handle 'raise'"
+    assert (body[1]["error"], body[1]["kind"]) == ("ValueError: cannot handle 'raise'", "internal")
     assert body[2]["upper"] == "C"
+    assert (body[3]["error"], body[3]["kind"]) == ("this item is not allowed", "input")
 
 
 async def test_an_empty_batch_gives_an_empty_list(served: Served) -> None:
@@ -340,6 +362,7 @@ async def test_a_failing_async_job_goes_to_the_failure_queue(served: Served) -> 
     status = (await served.client.get(f"/jobs/{job_id}")).json()
     assert status["status"] == "error"
     assert status["result"]["error"] == "ValueError: cannot handle 'raise'"
+    assert status["result"]["kind"] == "internal"
 
 
 async def test_an_async_request_with_a_bad_message_is_a_422(served: Served) -> None:
@@ -521,6 +544,12 @@ async def test_the_openapi_document_shows_the_users_models(served: Served) -> No
     assert "ToyInput" in json.dumps(schemas[async_name])
     for path in ("/predict_sync", "/predict_batch", "/predict_async"):
         assert {"404", "413", "422", "503", "504"} <= set(paths[path]["post"]["responses"])
+    sync_doc = paths["/predict_sync"]["post"]["responses"]
+    assert ok("/predict_sync", "post", "422") == {"$ref": "#/components/schemas/HTTPValidationError"}
+    assert "item_error" in sync_doc["422"]["description"]
+    assert ok("/predict_sync", "post", "500") == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert "raised" in sync_doc["500"]["description"]
+    assert "500" not in paths["/predict_batch"]["post"]["responses"]  # per-item results, in a 200
 
 
 class BrokenRunner:

@@ -77,9 +77,9 @@ class ErrorResponse(BaseModel):
     detail: str
     """What went wrong, for a person."""
     status: str | None = None
-    """``error`` when the pipeline failed on the input (500 from /predict_sync)."""
+    """``error`` when the pipeline raised on the input (500 from /predict_sync)."""
     error: str | None = None
-    """The pipeline's error message (500 from /predict_sync)."""
+    """The exception's type and message, when the pipeline raised on the input (500 from /predict_sync)."""
 
 
 class _ServeApp(FastAPI):
@@ -241,12 +241,28 @@ def create_app(
         response.raw_headers.extend(headers)
         return response
 
+    sync_doc = _body_doc(input_ref, "One input for the model.")
+    # FastAPI documents the 422 (HTTPValidationError) itself; only its description changes here.
+    sync_doc["responses"] = {
+        "422": {
+            "description": "The body is not a valid input (each problem names its field), or the pipeline refused "
+            'this input: one problem of type "item_error" at ["body"], its msg the pipeline\'s message.'
+        }
+    }
+
     @app.post(
         "/predict_sync",
         response_model=output_model,
-        responses={**errors_doc, 500: {"model": ErrorResponse, "description": "The pipeline failed on this input."}},
+        responses={
+            **errors_doc,
+            500: {
+                "model": ErrorResponse,
+                "description": "The pipeline raised on this input (error: the exception's type and message), "
+                "or the service failed running it.",
+            },
+        },
         dependencies=protected,
-        openapi_extra=_body_doc(input_ref, "One input for the model."),
+        openapi_extra=sync_doc,
         summary="Predict one input",
     )
     async def predict_sync(request: Request, model_name: Annotated[str | None, model_query] = None) -> Response:

@@ -17,12 +17,12 @@ from fastapi import HTTPException
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from modalkit_config import Settings
-from modalkit_pipeline import AsyncInputModel, InferenceOutputModel
+from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._runner import Runner
 from modalkit_serve.errors import QueueFullError, ServeError, UnknownModelError
 
-__all__ = ["Handler", "Reply", "Routes", "error_reply"]
+__all__ = ["ITEM_ERROR_TYPE", "Handler", "Reply", "Routes", "error_reply", "failure_reply"]
 
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, bytes, Headers]
@@ -30,6 +30,8 @@ Reply = tuple[int, bytes, Headers]
 Handler = Callable[[bytes, bytes, "RequestInfo | None"], Awaitable[Reply]]
 
 _NO_HEADERS: Headers = []
+ITEM_ERROR_TYPE = "item_error"
+"""The ``type`` of the 422 problem entry for an input the pipeline refused (beside pydantic's own types)."""
 # Tokens of a JSON text that matter for nesting: strings (skipped whole, so brackets inside them do not count)
 # and brackets.
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -85,13 +87,12 @@ class Routes:
         self._validate_batch = self.batch_adapter.validate_json
 
     async def predict_sync(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
-        """``POST /predict_sync``: one input, one output (500 with the pipeline's message if it failed on it)."""
+        """``POST /predict_sync``: one input, one output; a failed result as `failure_reply` answers it."""
         name = self.model_name(query, info)
         item = self.parse(body, self._validate_input)
         result = await self.runner.predict(name, item, info)
         if isinstance(result, InferenceOutputModel) and result.status != "success":
-            error = result.error or "the pipeline failed on this input"
-            return 500, json.dumps({"detail": error, "status": "error", "error": error}).encode(), _NO_HEADERS
+            return failure_reply(result)
         return 200, dump(result), _NO_HEADERS
 
     async def predict_batch(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
@@ -143,6 +144,23 @@ class Routes:
             return await handler(body, query, info)
         except (InputError, ServeError) as exc:
             return error_reply(exc)
+
+
+def failure_reply(result: InferenceOutputModel) -> Reply:
+    """The answer to a single input whose result is a failure, by where the failure lies.
+
+    - An `ItemError` of kind ``internal`` (the pipeline raised on the input, broke its contract, or the service
+      failed): 500 ``{"detail", "status": "error", "error"}``, the error being the exception's type and message
+      (never a stack trace).
+    - Anything else the pipeline returned as a failure (``self.item_error(...)``, or its own output with a
+      status other than ``success``) is its verdict on the input: 422 in the shape of the other 422s, one problem
+      at ``["body"]`` of type ``item_error`` whose ``msg`` is the pipeline's message.
+    """
+    if isinstance(result, ItemError) and result.kind == "internal":
+        error = result.error or "the pipeline failed on this input"
+        return 500, json.dumps({"detail": error, "status": "error", "error": error}).encode(), _NO_HEADERS
+    problem = {"type": ITEM_ERROR_TYPE, "loc": ["body"], "msg": result.error or "the pipeline refused this input"}
+    return 422, json.dumps({"detail": [problem]}).encode(), _NO_HEADERS
 
 
 def _query_value(query: bytes, key: str) -> str | None:

@@ -11,7 +11,10 @@ Example::
 
 The process runs in its own session (process group), binds 127.0.0.1 on a port the OS picks, and is stopped by
 signalling its group (SIGTERM, then SIGKILL after a grace period). Its stderr (the JSON log) goes to a file
-whose path the object exposes, for debugging a failed test.
+whose path the object exposes, for debugging a failed test. With ``ready_path="/ready"``, ``start()`` also waits
+until the service answers 200 there (its models are loaded).
+
+``modalkit.testing`` builds on this to run the ``modalkit serve`` command.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -36,10 +41,13 @@ class ServedProcess:
         app: The app file.
         args: More CLI arguments (``--config``, ``--log-level``, ...).
         log_dir: Where the server's stdout/stderr and port file go (default: the current directory).
-        env: Extra environment variables for the server.
+        env: Extra environment variables for the server, laid over ``base_env``.
+        base_env: The environment the server starts from (default: this process's environment).
+        cwd: The server's working directory (default: this process's); a relative ``app`` is relative to it.
         command: The command to start instead of ``python -m modalkit_serve.cli`` (e.g. the ``modalkit serve``
             CLI); ``APP --host 127.0.0.1 --port 0 --port-file FILE`` and ``args`` are appended.
-        startup_timeout: Seconds to wait for the server to accept connections.
+        startup_timeout: Seconds to wait for the server to accept connections (and to be ready).
+        ready_path: If set, ``start()`` also waits until ``GET ready_path`` answers 200.
     """
 
     def __init__(
@@ -49,15 +57,21 @@ class ServedProcess:
         *,
         log_dir: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        base_env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
         command: Sequence[str] | None = None,
         startup_timeout: float = 60.0,
+        ready_path: str | None = None,
     ) -> None:
         self.app = Path(app)
         self.args = list(args)
         self.log_dir = Path(log_dir) if log_dir is not None else Path.cwd()
         self.env = dict(env or {})
+        self.base_env = dict(base_env) if base_env is not None else None
+        self.cwd = Path(cwd) if cwd is not None else None
         self.command = list(command) if command is not None else [sys.executable, "-m", "modalkit_serve.cli"]
         self.startup_timeout = startup_timeout
+        self.ready_path = ready_path
         stem = f"modalkit-serve-{self.app.stem}-{os.getpid()}-{time.monotonic_ns()}"
         self.port_file = self.log_dir / f"{stem}.port"
         self.stderr_path = self.log_dir / f"{stem}.stderr.log"
@@ -83,7 +97,7 @@ class ServedProcess:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
     def start(self) -> Self:
-        """Start the server and wait until it accepts connections.
+        """Start the server and wait until it accepts connections (and, with ``ready_path``, is ready).
 
         Raises:
             RuntimeError: it exited or did not come up in time (the message includes the end of its stderr).
@@ -104,23 +118,56 @@ class ServedProcess:
             str(self.port_file),
             *self.args,
         ]
+        base = os.environ if self.base_env is None else self.base_env
         self.process = subprocess.Popen(
-            argv, stdout=stdout, stderr=stderr, env={**os.environ, **self.env}, start_new_session=True
+            argv, stdout=stdout, stderr=stderr, env={**base, **self.env}, cwd=self.cwd, start_new_session=True
         )
         deadline = time.monotonic() + self.startup_timeout
+        if self._wait_for_port(deadline) and (self.ready_path is None or self._wait_until_ready(deadline)):
+            return self
+        code = self.process.poll()
+        self.stop()
+        if code is not None:
+            state = f"exited with {code}"
+        elif self.port:
+            state = f"was not ready ({self.ready_path}) within {self.startup_timeout:g}s"
+        else:
+            state = f"did not start within {self.startup_timeout:g}s"
+        raise RuntimeError(f"{self._name()} {state}; stderr ({self.stderr_path}):\n{self.stderr()[-4000:]}")
+
+    def _name(self) -> str:
+        # The command as a user would type it: `modalkit serve`, `modalkit_serve.cli`, or the program's name.
+        words = self.command[2:] if self.command[1:2] == ["-m"] else self.command[:1]
+        return " ".join(words) or "the server"
+
+    def _wait_for_port(self, deadline: float) -> bool:
+        assert self.process is not None
         while time.monotonic() < deadline:
             if self.port_file.exists():
                 text = self.port_file.read_text().strip()
                 if text:
                     self.port = int(text)
-                    return self
+                    return True
             if self.process.poll() is not None:
-                break
+                return False
             time.sleep(0.05)
-        code = self.process.poll()
-        self.stop()
-        state = f"exited with {code}" if code is not None else f"did not start within {self.startup_timeout:g}s"
-        raise RuntimeError(f"modalkit-serve {state}; stderr ({self.stderr_path}):\n{self.stderr()[-4000:]}")
+        return False
+
+    def _wait_until_ready(self, deadline: float) -> bool:
+        assert self.process is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=5) as response:  # noqa: S310 (loopback)
+                    if response.status == 200:
+                        return True
+            except urllib.error.HTTPError as exc:
+                exc.close()  # 503 while the models load
+            except OSError:
+                pass  # not accepting connections yet
+            time.sleep(0.05)
+        return False
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         """Send a signal to the server's process group."""

@@ -1,0 +1,117 @@
+"""ServedProcess itself: the working directory, the environment, waiting for readiness, stopping by PID.
+
+The "server" here is a tiny script that speaks the same start-up contract as ``modalkit-serve`` (it binds port 0
+on the given host and writes the port to ``--port-file``), so these tests exercise ServedProcess alone, fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modalkit_serve.testing import ServedProcess
+
+FAKE_SERVER = """
+import argparse, http.server, json, os, sys
+
+parser = argparse.ArgumentParser()
+parser.add_argument("app")
+parser.add_argument("--host")
+parser.add_argument("--port", type=int)
+parser.add_argument("--port-file")
+parser.add_argument("--not-ready-times", type=int, default=0)
+parser.add_argument("--exit-with", type=int)
+args = parser.parse_args()
+hits = {"ready": 0}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/ready":
+            hits["ready"] += 1
+            status = 503 if hits["ready"] <= args.not_ready_times else 200
+            body = {"ready": status == 200}
+        else:
+            status = 200
+            body = {"cwd": os.getcwd(), "app": args.app, "env": dict(os.environ), "ready_hits": hits["ready"]}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+server = http.server.HTTPServer((args.host, args.port), Handler)
+with open(args.port_file, "w") as f:
+    f.write(str(server.server_address[1]))
+if args.exit_with is not None:
+    print("giving up before ready", file=sys.stderr, flush=True)
+    sys.exit(args.exit_with)
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> list[str]:
+    script = tmp_path / "fake_server.py"
+    script.write_text(FAKE_SERVER)
+    return [sys.executable, str(script)]
+
+
+def info(server: ServedProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{server.url}/info", timeout=10) as response:  # noqa: S310 (loopback)
+        body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
+def test_it_runs_in_the_given_folder_with_the_given_environment(
+    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("SERVED_PROCESS_INHERITED", "yes")
+    base = {k: v for k, v in os.environ.items() if k != "SERVED_PROCESS_INHERITED"}
+    with ServedProcess(
+        "app.py", command=fake, cwd=work, base_env=base, env={"SERVED_PROCESS_EXTRA": "1"}, log_dir=tmp_path
+    ) as server:
+        seen = info(server)
+    assert Path(seen["cwd"]) == work
+    assert seen["app"] == "app.py"  # passed as given: relative to the server's folder
+    assert seen["env"]["SERVED_PROCESS_EXTRA"] == "1"
+    assert "SERVED_PROCESS_INHERITED" not in seen["env"]
+
+
+def test_the_environment_is_inherited_by_default(
+    fake: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVED_PROCESS_INHERITED", "yes")
+    with ServedProcess("app.py", command=fake, log_dir=tmp_path) as server:
+        seen = info(server)
+    assert seen["env"]["SERVED_PROCESS_INHERITED"] == "yes"
+    assert Path(seen["cwd"]) == Path.cwd()
+
+
+def test_start_waits_until_the_ready_path_answers_200(fake: list[str], tmp_path: Path) -> None:
+    server = ServedProcess("app.py", ["--not-ready-times", "3"], command=fake, log_dir=tmp_path, ready_path="/ready")
+    with server:
+        assert info(server)["ready_hits"] == 4  # three 503s, then the 200 that ended start()
+    assert server.process is not None
+    assert server.process.poll() is not None  # stopped on exit
+
+
+def test_a_server_that_exits_before_it_is_ready_is_reported_with_its_stderr(fake: list[str], tmp_path: Path) -> None:
+    server = ServedProcess("app.py", ["--exit-with", "3"], command=fake, log_dir=tmp_path, ready_path="/ready")
+    with pytest.raises(RuntimeError, match=r"(?s)exited with 3.*giving up before ready"):
+        server.start()
+    assert server.process is not None
+    assert server.process.poll() == 3

@@ -13,7 +13,7 @@ from typing import Any, cast
 import modal
 import modal.experimental
 import pytest
-from modal._serialization import serialize  # what Modal does to every input
+from modal._serialization import deserialize, serialize  # what Modal does to every input and result
 from modal.types import FunctionInfo
 from pydantic import BaseModel, ValidationError
 
@@ -82,6 +82,16 @@ def test_one_failing_item_does_not_fail_the_batch(translation: Any) -> None:
     assert isinstance(results[1], ItemError)
     assert "boom is not a word" in results[1].error
     assert results[2].translation == "chat"
+
+
+def test_item_errors_say_where_the_failure_lies_and_keep_it_on_the_way_back(translation: Any) -> None:
+    service = translation.TranslationApp(model_name="translation_model")
+    results = service.process_request.local(_sync(translation, "boom", " "))
+    raised, refused = (deserialize(serialize(r), None) for r in results)  # as the web function receives them
+    assert isinstance(raised, ItemError)
+    assert isinstance(refused, ItemError)
+    assert (raised.kind, refused.kind) == ("internal", "input")
+    assert refused.error == "nothing to translate"
 
 
 def test_requests_may_arrive_as_plain_dicts(translation: Any) -> None:

@@ -151,18 +151,28 @@ async def test_sync_prediction_picks_the_model_by_name(client: httpx.AsyncClient
 async def test_sync_pipeline_failure_is_a_500_with_the_error(client: httpx.AsyncClient) -> None:
     r = await client.post("/predict_sync?model_name=translation_model", json={"text": "boom"}, headers=KEY)
     assert r.status_code == 500
-    assert "boom is not a word" in r.json()["error"]
+    error = "ValueError: boom is not a word"
+    assert r.json() == {"detail": error, "status": "error", "error": error}
+
+
+async def test_sync_input_the_pipeline_refused_is_a_422_with_its_message(client: httpx.AsyncClient) -> None:
+    # The ItemError comes back from the container (.remote) and keeps its kind on the way.
+    r = await client.post("/predict_sync?model_name=translation_model", json={"text": "  "}, headers=KEY)
+    assert r.status_code == 422
+    assert r.json() == {"detail": [{"type": "item_error", "loc": ["body"], "msg": "nothing to translate"}]}
 
 
 async def test_batch_prediction_keeps_order_and_isolates_a_failure(client: httpx.AsyncClient) -> None:
-    items = [{"text": "cat"}, {"text": "boom"}, {"text": "good night"}]
+    items = [{"text": "cat"}, {"text": "boom"}, {"text": "good night"}, {"text": " "}]
     r = await client.post("/predict_batch?model_name=translation_model", json=items, headers=KEY)
     assert r.status_code == 200
-    first, failed, last = r.json()
+    first, failed, last, refused = r.json()
     assert first["translation"] == "chat"
     assert failed["status"] == "error"
     assert "boom" in failed["error"]
+    assert failed["kind"] == "internal"
     assert last["translation"] == "bon nuit"
+    assert (refused["status"], refused["error"], refused["kind"]) == ("error", "nothing to translate", "input")
 
 
 async def _post_async(client: httpx.AsyncClient, text: str, **fields: Any) -> str:
@@ -203,6 +213,14 @@ async def test_async_job_whose_item_failed_reports_error(client: httpx.AsyncClie
     done = await _until_done(client, job_id)
     assert done["status"] == "error"
     assert "boom" in done["result"]["error"]
+    assert done["result"]["kind"] == "internal"
+
+
+async def test_async_job_whose_input_was_refused_reports_an_input_error(client: httpx.AsyncClient) -> None:
+    job_id = await _post_async(client, "")
+    done = await _until_done(client, job_id)
+    assert done["status"] == "error"
+    assert (done["result"]["error"], done["result"]["kind"]) == ("nothing to translate", "input")
 
 
 async def test_unknown_job_is_404(client: httpx.AsyncClient, calls: LocalCalls) -> None:
@@ -387,6 +405,28 @@ async def test_a_failed_modal_call_is_a_json_error_not_a_stack_trace(load_app: L
         r = await c.post("/predict_sync?model_name=translation_model", json={"text": "cat"}, headers=KEY)
     assert r.status_code == 500
     assert r.json()["error"] == "the Modal call failed: ConnectionError: modal unreachable"
+
+
+class _OddCalls(LocalCalls):
+    async def remote(self, method: Any, request: Any) -> Any:
+        return 42  # neither a model nor a dict: not something the container sends
+
+    async def map(self, method: Any, requests: Any) -> list[Any]:
+        return [RuntimeError("container lost"), {"status": "error", "error": "x", "kind": "input"}]
+
+
+async def test_failures_of_the_modal_call_itself_are_internal(load_app: LoadApp) -> None:
+    module = load_app("modal_translation_app.py", FIXTURES / "web.yaml")
+    runner = ModalRunner(module.TranslationApp, module.TextOutput, calls=_OddCalls())
+    odd = await runner.predict("translation_model", module.TextInput(text="cat"))
+    lost, refused = await runner.predict_many("translation_model", [module.TextInput(text=t) for t in "ab"])
+    failing = ModalRunner(module.TranslationApp, module.TextOutput, calls=_FailingCalls())
+    unreachable = await failing.predict("translation_model", module.TextInput(text="cat"))
+
+    assert [(type(r).__name__, getattr(r, "kind", None)) for r in (odd, lost, unreachable)] == [
+        ("ItemError", "internal")
+    ] * 3
+    assert getattr(refused, "kind", None) == "input"  # a result dict keeps the kind the container gave it
 
 
 class _SilentCalls(LocalCalls):

@@ -135,7 +135,7 @@ class ModalRunner:
         return handle
 
     async def predict(self, model_name: str, item: BaseModel, info: RequestInfo | None = None) -> BaseModel:
-        """One input -> its output, or an `ItemError` when it failed."""
+        """One input -> its output, or an `ItemError` when it failed (``kind="internal"`` when the call did)."""
         request = _sync_request(item)
         try:
             result = await self._timed(self.calls.remote(self.method(model_name), request))
@@ -212,13 +212,15 @@ class ModalRunner:
             ) from None
 
     def _result(self, result: Any) -> BaseModel:
+        # An ItemError from the container keeps its kind (the Worker's "internal" ones, the pipeline's "input"
+        # ones), so serve's routes answer 500 or 422 exactly as they do locally.
         if isinstance(result, BaseModel):
             return result
         if isinstance(result, dict):
             if result.get("status") == "error":
                 return ItemError.model_validate(result)
             return self.output_model.model_validate(result)
-        return ItemError(error=f"unexpected result of type {type(result).__name__} from Modal")
+        return ItemError(error=f"unexpected result of type {type(result).__name__} from Modal", kind="internal")
 
 
 def _sync_request(item: BaseModel) -> SyncInputModel[Any]:
@@ -241,7 +243,8 @@ def _job_request(request: AsyncInputModel[Any], job_id: str) -> AsyncJobInput[An
 
 
 def _call_failed(exc: BaseException) -> ItemError:
-    return ItemError(error=f"the Modal call failed: {safe_error_message(exc)}")
+    # The call itself failed (network, container lost, ...): the server's problem, never the input's.
+    return ItemError(error=f"the Modal call failed: {safe_error_message(exc)}", kind="internal")
 
 
 # --- create_web_endpoints ----------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ class TextOutput(InferenceOutputModel):
 
 
 class TranslationModel(InferencePipeline[TextInput, TextOutput]):
-    """Translates known words, keeps unknown ones. ``boom`` fails its item; ``gpu melt`` is a CUDA error."""
+    """Translates known words, keeps unknown ones. ``boom`` raises (its item fails); a blank text is refused with
+    ``self.item_error``; ``gpu melt`` is a CUDA error."""
 
     def __init__(self, model_name: str, all_model_data_folder: str, common_settings: dict[str, Any], **kwargs: Any):
         super().__init__(model_name, all_model_data_folder, common_settings, **kwargs)
@@ -40,7 +41,10 @@ class TranslationModel(InferencePipeline[TextInput, TextOutput]):
         return {"out": [" ".join(self.words.get(t, t) for t in tokens) for tokens in preprocessed_data["tokens"]]}
 
     def postprocess(self, input_list: list[TextInput], raw_output: dict[str, Any]) -> list[TextOutput | ItemError]:
-        return [TextOutput(translation=text) for text in raw_output["out"]]
+        return [
+            TextOutput(translation=text) if item.text.strip() else self.item_error("nothing to translate")
+            for item, text in zip(input_list, raw_output["out"], strict=True)
+        ]
 
     def on_volume_reload(self) -> None:
         self.reloads += 1

@@ -1,19 +1,16 @@
-"""Running the real ``modalkit`` command in subprocesses, and real servers stopped by PID."""
+"""Running the real ``modalkit`` command in subprocesses; servers come from `modalkit.testing`."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from modalkit import testing
+from modalkit.testing import ModalkitServer
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -42,63 +39,11 @@ def modalkit(
     )
 
 
-class Server:
-    """A `modalkit serve` process: its base URL and its log."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.proc = proc
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-
-    def get(self, path: str) -> tuple[int, Any]:
-        return self._send(urllib.request.Request(self.url + path))  # noqa: S310 (loopback)
-
-    def post(self, path: str, body: Any) -> tuple[int, Any]:
-        data = json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 (loopback)
-            self.url + path, data=data, headers={"content-type": "application/json"}, method="POST"
-        )
-        return self._send(request)
-
-    @staticmethod
-    def _send(request: urllib.request.Request) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-
 @contextmanager
 def serving(
     args: Sequence[str], *, cwd: str | Path, env: Mapping[str, str] | None = None, startup: float = 60
-) -> Iterator[Server]:
-    """Start ``modalkit serve ARGS --port 0``, wait until it is ready, stop it by PID (its process group)."""
-    workdir = Path(cwd)
-    port_file = workdir / f".port-{os.getpid()}-{time.monotonic_ns()}"
-    log = port_file.with_suffix(".log")
-    command = [sys.executable, "-m", "modalkit", "serve", *args, "--port", "0", "--port-file", str(port_file)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command, cwd=workdir, env=clean_env(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + startup
-        while not port_file.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"modalkit serve did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        server = Server(proc, int(port_file.read_text()), log)
-        while server.get("/ready")[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"modalkit serve never became ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
+) -> Iterator[ModalkitServer]:
+    """``modalkit serve ARGS`` on a free loopback port, ready, stopped by PID; without this run's MODALKIT_* vars."""
+    app, *rest = args
+    with testing.serving(app, rest, cwd=cwd, base_env=clean_env(), env=env, startup=startup) as server:
         yield server
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)

@@ -17,6 +17,7 @@ SIBLINGS = ("modalkit-pipeline", "modalkit-config", "modalkit-queue", "modalkit-
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in vars(modalkit) if not name.startswith("_")}
     modules = {"cli", "inference_pipeline", "iomodel", "modal_config", "modal_service", "settings", "task_queue"}
+    modules |= {"testing"}
     public -= modules
     assert set(modalkit.__all__) - {"__version__"} == public
     for name in modalkit.__all__:
@@ -65,6 +66,7 @@ def test_import_reads_no_config_and_builds_no_modal_object(tmp_path: object) -> 
     # Run where there is no modalkit.yaml: importing must not look for one.
     code = (
         "import modalkit, modalkit.modal_service, modalkit.settings, modalkit.task_queue, modalkit.cli\n"
+        "import modalkit.testing\n"
         "import modal, gc\n"
         "kinds = (modal.Image, modal.Volume, modal.Secret, modal.App, modal.Dict)\n"
         "objs = [o for o in gc.get_objects() if isinstance(o, kinds)]\n"

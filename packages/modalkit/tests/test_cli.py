@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .cli_support import Server, clean_env, modalkit, serving
+from .cli_support import clean_env, modalkit, serving
 from .conftest import APPS, FIXTURES
 
 WORKSPACE = Path(__file__).resolve().parents[3]
@@ -281,14 +282,13 @@ def test_serve_reload_picks_up_an_edited_pipeline(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = Server(proc, port, tmp_path / "reload.log")
 
     def label(text: str) -> str | None:
         try:
-            status, body = server.post("/predict_sync", {"text": text})
-        except OSError:
+            response = httpx.post(f"http://127.0.0.1:{port}/predict_sync", json={"text": text}, timeout=30)
+        except httpx.TransportError:
             return None  # not listening yet, or restarting
-        return str(body["label"]) if status == 200 else None
+        return str(response.json()["label"]) if response.status_code == 200 else None
 
     try:
         _eventually(lambda: label("splendid") == "neutral", proc)

@@ -1,0 +1,46 @@
+"""``modalkit.testing``: a real ``modalkit serve`` process for a user's own end-to-end tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modalkit.testing import ModalkitServer, serving
+
+from .conftest import APPS, FIXTURES
+
+APP = APPS / "modal_translation_app.py"
+KEY = "e2e-key-42"
+
+
+@pytest.mark.e2e
+def test_serving_starts_the_app_ready_and_stops_it_by_pid(tmp_path: Path) -> None:
+    overlay = tmp_path / "auth.yaml"
+    overlay.write_text(f"app_settings:\n  auth_config:\n    api_key: {KEY}\n")
+    # Several config files are laid over each other, as `--config a.yaml,b.yaml` does.
+    with serving(APP, config=[FIXTURES / "translation.yaml", overlay], cwd=tmp_path) as server:
+        assert isinstance(server, ModalkitServer)
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        # Ready on return: the models are loaded.
+        assert server.get("/ready") == (200, {"status": "ready"})
+        status, body = server.post("/predict_sync?model_name=translation_model", {"text": "cat"})
+        assert status == 401
+        assert "detail" in body
+        status, body = server.post(
+            "/predict_sync?model_name=translation_model", {"text": "cat"}, headers={"x-api-key": KEY}
+        )
+        assert (status, body["translation"]) == (200, "chat")
+        process = server.process
+    assert process is not None
+    assert process.poll() is not None
+    assert list(tmp_path.glob("*.stderr.log")), "the server's log is kept beside the test's files"
+
+
+@pytest.mark.e2e
+def test_an_app_that_cannot_start_is_reported_with_its_message(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise ValueError('this app file is broken')\n")
+    server = ModalkitServer("broken.py", cwd=tmp_path)
+    with pytest.raises(RuntimeError, match=r"(?s)modalkit serve exited with 2.*this app file is broken"):
+        server.start()

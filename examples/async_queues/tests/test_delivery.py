@@ -61,7 +61,7 @@ def test_results_reach_sqs_and_the_consumer_prints_each_once(
     consumer.create_sqs_queues(region_name="us-east-1")
     config = f"{EXAMPLE / 'modalkit.yaml'},{EXAMPLE / 'sqs.yaml'}"
 
-    with serving([APP, "--config", config], cwd=tmp_path) as server:
+    with serving(APP, ["--config", config], cwd=tmp_path) as server:
         jobs = send_tickets(server)
     # Stopping the server drained it: every accepted job was delivered before the process exited.
 
@@ -82,7 +82,7 @@ def test_results_reach_sqs_and_the_consumer_prints_each_once(
 def test_results_reach_taskiq_on_redis(
     redis_server: Any, serving: Callable[..., Any], consumer: Any, tmp_path: Path
 ) -> None:
-    with serving([APP], cwd=tmp_path, env={BROKER_ENV: redis_server.url}) as server:
+    with serving(APP, cwd=tmp_path, env={BROKER_ENV: redis_server.url}) as server:
         jobs = send_tickets(server)
 
     # Everything is there already (the drain delivered it), so reads need not wait for more.

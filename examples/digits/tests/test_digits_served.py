@@ -128,7 +128,7 @@ def test_modalkit_serve_trains_missing_artifacts_at_start_up(serving: Callable[.
     folder = tmp_path / "fresh-models"
     images, labels = held_out(1)
 
-    with serving([str(APP)], cwd=tmp_path, env={FOLDER_ENV: str(folder)}) as server:
+    with serving(APP, cwd=tmp_path, env={FOLDER_ENV: str(folder)}) as server:
         status_v1, v1 = server.post("/predict_sync?model_name=digits_v1", {"pixels": images[0]})
         status_v2, v2 = server.post("/predict_sync?model_name=digits_v2", {"pixels": images[0]})
         status_blank, blank = server.post("/predict_sync?model_name=digits_v2", {"pixels": [[0] * 8] * 8})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,6 @@ if str(EXAMPLE) not in sys.path:
 
 
 @pytest.fixture(scope="session")
-def sweep() -> Any:
+def sweep(load_file: Callable[[str, Path], Any]) -> Any:
     """sweep.py, imported once under a name of its own."""
-    name = "gpu_batching_sweep"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLE / "sweep.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_file("gpu_batching_sweep", EXAMPLE / "sweep.py")

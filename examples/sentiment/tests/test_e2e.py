@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,36 +18,25 @@ from typing import Any
 import httpx
 import pytest
 
-from modalkit_serve.testing import ServedProcess
+from modalkit.testing import ModalkitServer
 
 pytestmark = pytest.mark.e2e
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CONFIG = APP.parent / "modalkit.yaml"
-MODALKIT_SERVE = [sys.executable, "-m", "modalkit", "serve"]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModalkitServer]:
     logs = tmp_path_factory.mktemp("sentiment")
-    with ServedProcess(APP, ["--config", str(CONFIG)], log_dir=logs, command=MODALKIT_SERVE) as served:
-        wait_ready(served.url)
+    with ModalkitServer(APP, config=CONFIG, log_dir=logs) as served:  # ready on return: /ready said 200
         yield served
 
 
 @pytest.fixture
-def client(server: ServedProcess) -> Iterator[httpx.Client]:
+def client(server: ModalkitServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         yield c
-
-
-def wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the service never became ready")
 
 
 def test_health_and_ready(client: httpx.Client) -> None:
@@ -117,7 +105,7 @@ def test_an_async_job_followed_to_completion(client: httpx.Client) -> None:
     assert client.get("/jobs/not-a-job").status_code == 404
 
 
-def test_the_request_id_is_taken_or_generated(client: httpx.Client, server: ServedProcess) -> None:
+def test_the_request_id_is_taken_or_generated(client: httpx.Client, server: ModalkitServer) -> None:
     given = client.post("/predict_sync", json={"text": "fine"}, headers={"x-request-id": "e2e-trace-42"})
     generated = client.get("/health")
     injected = client.get("/health", headers={"x-request-id": "a b\tc"})
@@ -147,7 +135,7 @@ def test_metrics_show_the_batch_size_histogram(client: httpx.Client) -> None:
     assert 'modalkit_queue_depth{model="vader"}' in text
 
 
-def test_concurrent_predict_sync_calls_share_batches(server: ServedProcess) -> None:
+def test_concurrent_predict_sync_calls_share_batches(server: ModalkitServer) -> None:
     def histogram() -> tuple[float, float]:
         text = httpx.get(f"{server.url}/metrics", timeout=10).text
         ones = count = 0.0
@@ -207,9 +195,8 @@ def test_sigterm_delivers_every_accepted_async_job_to_sqs(aws_env: Any, tmp_path
         "    sqs: {create_missing: true, region_name: us-east-1}\n"
         f"    dead_letter: {{file: {tmp_path / 'dead.jsonl'}}}\n"
     )
-    served = ServedProcess(APP, ["--config", f"{CONFIG},{overlay}"], log_dir=tmp_path, command=MODALKIT_SERVE).start()
+    served = ModalkitServer(APP, config=[CONFIG, overlay], log_dir=tmp_path).start()
     try:
-        wait_ready(served.url)
         accepted: list[str] = []
         with httpx.Client(base_url=served.url, timeout=30) as client:
             for i in range(150):

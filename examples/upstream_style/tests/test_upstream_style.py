@@ -44,7 +44,7 @@ def test_the_batched_method_runs_offline(upstream_app: Any) -> None:
 def test_modalkit_serve_serves_the_readme_app_and_the_readme_client_works(
     serving: Callable[..., Any], client_script: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with serving([str(EXAMPLE / "app.py")], cwd=tmp_path, env={"TRANSLATION_API_KEY": KEY}) as server:
+    with serving(EXAMPLE / "app.py", cwd=tmp_path, env={"TRANSLATION_API_KEY": KEY}) as server:
         answers = client_script.call_api(server.url, KEY)
         assert client_script.main(["--url", server.url, "--api-key", "wrong"]) == 1
         health = server.get("/health")

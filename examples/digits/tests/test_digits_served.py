@@ -135,7 +135,10 @@ def test_modalkit_serve_trains_missing_artifacts_at_start_up(serving: Callable[.
 
     assert (status_v1, v1["model_version"], status_v2, v2["model_version"]) == (200, "v1", 200, "v2")
     assert v2["digit"] == labels[0]
-    assert (status_blank, blank["error"]) == (500, "the image is blank (every pixel is 0): nothing to classify")
+    assert (status_blank, blank["detail"][0]["msg"]) == (
+        422,
+        "the image is blank (every pixel is 0): nothing to classify",
+    )
     assert load_artifact(folder / "digits_v1.joblib")["recipe"] == "v1"
     assert load_artifact(folder / "digits_v2.joblib")["recipe"] == "v2"
 

@@ -81,7 +81,17 @@ def test_a_batch_where_one_item_fails_and_the_others_succeed(client: httpx.Clien
     assert [r["status"] for r in results] == ["success", "error", "success"]
     assert results[0]["label"] == "positive"
     assert results[1]["error"] == "text is blank: nothing to score"
+    assert results[1]["kind"] == "input"
     assert results[2]["label"] == "negative"
+
+
+def test_a_text_the_pipeline_refuses_is_a_422_with_its_message(client: httpx.Client) -> None:
+    response = client.post("/predict_sync", json={"text": "   "})
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [{"type": "item_error", "loc": ["body"], "msg": "text is blank: nothing to score"}]
+    }
 
 
 def test_an_async_job_followed_to_completion(client: httpx.Client) -> None:

@@ -25,6 +25,7 @@ def test_a_blank_text_fails_alone() -> None:
     assert isinstance(results[0], SentimentOutput)
     assert isinstance(results[1], ItemError)
     assert results[1].error == "text is blank: nothing to score"
+    assert results[1].kind == "input"  # the input is at fault: /predict_sync answers 422
 
 
 def test_the_threshold_comes_from_the_model_entry() -> None:

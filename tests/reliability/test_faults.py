@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import httpx
@@ -40,6 +39,9 @@ from tests.reliability.reliability_support import (
 
 from modalkit_queue import TaskiqConsumer, receive_sqs
 from modalkit_serve.testing import ServedProcess
+
+if TYPE_CHECKING:  # at run time another conftest module may stand under that name
+    from conftest import InProcessMoto as Endpoint
 
 pytestmark = pytest.mark.reliability
 
@@ -296,39 +298,13 @@ app_settings:
 # -- SQS ------------------------------------------------------------------------------------------------------------
 
 
-class Endpoint:
-    """moto in this process on a fixed loopback port: stopping its HTTP server keeps its state, as a real
-    endpoint outage would (moto's server process forgets every queue when it restarts)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.server: Any = None
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-
 @pytest.fixture
-def endpoint(free_port: Callable[[], int], monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
+def endpoint(in_process_moto: Endpoint, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
     """An in-process moto endpoint (not started), with boto3 in this process pointed at it."""
     for name, value in AWS_ENV.items():
         monkeypatch.setenv(name, value)
-    endpoint = Endpoint(free_port())
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.url)
-    yield endpoint
-    if endpoint.server is not None:
-        request = urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST")  # noqa: S310 (loopback)
-        urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 (loopback)
-    endpoint.stop()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", in_process_moto.url)
+    return in_process_moto
 
 
 async def test_the_sqs_endpoint_stopped_and_restarted_during_load_loses_no_job(

@@ -254,34 +254,10 @@ def test_sqs_endpoint_down_when_results_are_sent_then_back(aws_env: Any, sqs: An
 
 
 @pytest.fixture
-def threaded_moto(free_port: Any) -> Iterator[Any]:
-    """moto in this process: stopping its HTTP server keeps its queues, like a real endpoint outage."""
-    from moto.server import ThreadedMotoServer
-
-    class Endpoint:
-        def __init__(self, port: int) -> None:
-            self.port = port
-            self.url = f"http://127.0.0.1:{port}"
-            self.server: Any = None
-
-        def start(self) -> None:
-            self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-            self.server.start()
-
-        def stop(self) -> None:
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
-
-    endpoint = Endpoint(free_port())
-    endpoint.start()
-    yield endpoint
-    if endpoint.server is None:
-        endpoint.start()
-    import urllib.request
-
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST"), timeout=5)  # noqa: S310
-    endpoint.stop()
+def threaded_moto(in_process_moto: Any) -> Any:
+    """moto in this process, started: stopping its HTTP server keeps its queues, like a real endpoint outage."""
+    in_process_moto.start()
+    return in_process_moto
 
 
 def test_sqs_endpoint_goes_away_mid_stream_and_comes_back(threaded_moto: Any, tmp_path: Path, tally: Any) -> None:

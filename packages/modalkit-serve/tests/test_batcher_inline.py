@@ -1,7 +1,8 @@
 """Batcher: a model known to be fast runs its batches on the event loop while it is idle; a slow one never does.
 
-The batcher's thresholds are set per instance here so that what counts as fast or slow does not depend on this
-machine's speed: fast batches are far under a generous bound, slow ones sleep well past a tight one.
+Each batcher gets its own `InlinePolicy` here so that what counts as fast or slow does not depend on this
+machine's speed: fast batches are far under a generous bound, slow ones sleep well past a tight one. The
+policy's rules on their own are tested in test_scheduling.py; these tests check the batcher follows them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from modalkit_pipeline import ItemError
 from modalkit_serve import Worker
 from modalkit_serve._batcher import Batcher
+from modalkit_serve._scheduling import InlinePolicy
 from modalkit_serve.errors import RequestTimeoutError
 from serve_support import ToyInput, ToyOutput, ToyPipeline
 
@@ -38,13 +40,12 @@ class ThreadRecordingPipeline(ToyPipeline):
         return super().predict(input_list, preprocessed_data)
 
 
-def make(pipeline: ToyPipeline, **kw: Any) -> Batcher:
-    b = Batcher(Worker(pipeline), model_name="toy", max_batch_size=8, wait_ms=10, max_queue_size=100, **kw)
+def make(pipeline: ToyPipeline, fast_seconds: float = 1.0, **kw: Any) -> Batcher:
     # Generous "fast" (any batch of this toy model qualifies) and a tight limit a 5 ms sleep always exceeds.
-    b.inline_fast_seconds = 1.0
-    b.inline_limit_seconds = 0.002
-    b.inline_warmup_batches = 4
-    return b
+    policy = InlinePolicy(fast_seconds=fast_seconds, limit_seconds=0.002, warmup_batches=4)
+    return Batcher(
+        Worker(pipeline), model_name="toy", max_batch_size=8, wait_ms=10, max_queue_size=100, inline=policy, **kw
+    )
 
 
 async def one(b: Batcher, text: str) -> Any:
@@ -113,8 +114,7 @@ async def test_one_slow_inline_batch_turns_inline_running_off(caplog: pytest.Log
 async def test_a_model_slow_from_the_start_never_runs_inline() -> None:
     pipeline = ThreadRecordingPipeline()
     pipeline.always_slow = True
-    b = make(pipeline, timeout_seconds=30)
-    b.inline_fast_seconds = 0.001  # a 5 ms batch is never fast
+    b = make(pipeline, fast_seconds=0.001, timeout_seconds=30)  # a 5 ms batch is never fast
     b.start()
     loop_thread = threading.get_ident()
     try:
@@ -156,3 +156,19 @@ async def test_an_inline_batch_that_overruns_the_timeout_answers_with_a_timeout(
         await b.close(GUARD)
 
     assert pipeline.threads[-1] == loop_thread  # it did run inline, and its caller still got the timeout
+
+
+async def test_no_policy_never_runs_inline() -> None:
+    pipeline = ThreadRecordingPipeline()
+    b = Batcher(
+        Worker(pipeline), model_name="toy", max_batch_size=8, wait_ms=10, max_queue_size=100, timeout_seconds=30
+    )
+    b.start()
+    try:
+        for i in range(20):
+            await one(b, f"t{i}")
+    finally:
+        await b.close(GUARD)
+
+    assert len(pipeline.threads) == 20
+    assert threading.get_ident() not in pipeline.threads

@@ -13,16 +13,15 @@ that this scheduling never reaches; it is kept so the same config means the same
 
 Inline batches for a model known to be fast. Handing a batch to the thread and its results back costs two
 cross-thread wake-ups (tens of microseconds each), which for a model that runs in microseconds is most of the
-cost of a lone request. So when the model is idle (no batch running, the thread asleep) and its recent batches
-were all very fast, the ready items run right there on the event loop instead:
+cost of a lone request. So when the model is idle (no batch running, the thread asleep) and its `InlinePolicy`
+allows it, the ready items run right there on the event loop instead:
 
-- "Known to be fast": the last ``inline_warmup_batches`` batches (16) each ran in under ``inline_fast_seconds``
-  (150 us), and so did a moving average of batch times. The first batches after start-up always run on the
-  thread and build that record; one batch over the bound resets it.
-- The guard: an inline batch that takes longer than ``inline_limit_seconds`` (2 ms) turns inline running off
-  for ``inline_backoff_seconds`` (10 minutes, doubling each time it happens again) and logs it at INFO the first
-  time. So the event loop stalls at most once in a long while, and only as long as that one batch; any model
-  that takes real time runs on the thread and the loop keeps accepting requests while it computes.
+- The policy (``inline=``, see `modalkit_serve._scheduling`) says whether the model is known to be fast (by
+  default: its last 16 batches each ran in under 150 us) and holds the guard: an inline batch that takes
+  longer than 2 ms turns inline running off for 10 minutes (doubling each time it happens again); the batcher
+  logs it at INFO the first time. So the event loop stalls at most once in a long while, and only as long as
+  that one batch; any model that takes real time runs on the thread and the loop keeps accepting requests
+  while it computes. ``inline=None`` turns inline running off.
 - Never while the batcher is closing (the drain runs on the thread) or after a fatal error. One batch at a
   time still holds: the thread and the loop both take a batch only while holding ``_batch_lock``, and the loop
   only tries it without blocking. Async jobs, the observer and the queue wait are the same code either way,
@@ -45,6 +44,7 @@ from pydantic import BaseModel
 
 from modalkit_pipeline import AsyncInputModel, ItemError
 from modalkit_serve._jobs import Job
+from modalkit_serve._scheduling import InlinePolicy
 from modalkit_serve._worker import Worker
 from modalkit_serve.errors import NotReadyError, QueueFullError, RequestTimeoutError
 
@@ -86,6 +86,7 @@ class Batcher:
         model_name: For logs and metrics.
         on_batch: Called on the event loop after each batch (see `BatchObserver`).
         on_job_done: Called on the event loop with each finished async job and its result.
+        inline: When an idle model's batch may run on the event loop (see the module docstring); None never.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Batcher:
         model_name: str = "model",
         on_batch: BatchObserver | None = None,
         on_job_done: Callable[[Job, BaseModel], object] | None = None,
+        inline: InlinePolicy | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or timeout_seconds <= 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1 and timeout_seconds > 0")
@@ -127,17 +129,10 @@ class Batcher:
         self._exited: asyncio.Future[None] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_every = max(0.005, min(0.1, timeout_seconds / 10))
-        # Inline running (see the module docstring). Instance attributes so a test can set its own bounds.
-        self.inline_fast_seconds = 150e-6
-        self.inline_limit_seconds = 0.002
-        self.inline_warmup_batches = 16
-        self.inline_backoff_seconds = 600.0
-        # Held by whoever takes and runs a batch: the batch thread, or the loop for an inline batch.
+        self.inline = inline
+        # Held by whoever takes and runs a batch: the batch thread, or the loop for an inline batch. The policy
+        # is only recorded into under it, so one thread at a time.
         self._batch_lock = threading.Lock()
-        self._fast_streak = 0  # consecutive batches under inline_fast_seconds
-        self._ewma = 0.0  # moving average of batch run times, seconds
-        self._inline_off_until = 0.0  # perf_counter time; inline stays off before it
-        self._inline_backoff = 0.0  # the current back-off; 0 until the guard first tripped
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -287,30 +282,20 @@ class Batcher:
         self._wake_thread()
 
     def _inline_ok(self) -> bool:
-        return (
-            self._fast_streak >= self.inline_warmup_batches
-            and self._ewma < self.inline_fast_seconds
-            and not self._closing
-            and self.worker.ready
-            and time.perf_counter() >= self._inline_off_until
-        )
+        policy = self.inline
+        return policy is not None and not self._closing and self.worker.ready and policy.allows()
 
     def _observe(self, seconds: float, *, inline: bool) -> None:
-        # Written by whichever thread ran the batch; both run one at a time under _batch_lock.
-        self._ewma = seconds if self._ewma == 0.0 else 0.8 * self._ewma + 0.2 * seconds
-        self._fast_streak = self._fast_streak + 1 if seconds < self.inline_fast_seconds else 0
-        if inline and seconds > self.inline_limit_seconds:
-            first = self._inline_backoff == 0.0
-            self._inline_backoff = self.inline_backoff_seconds if first else 2 * self._inline_backoff
-            self._inline_off_until = time.perf_counter() + self._inline_backoff
-            self._fast_streak = 0
-            (logger.info if first else logger.debug)(
+        # Called by whichever thread ran the batch; both run one at a time under _batch_lock.
+        policy = self.inline
+        if policy is not None and policy.record(seconds, inline=inline):
+            (logger.info if policy.trips == 1 else logger.debug)(
                 "model %s: a batch run on the event loop took %.1f ms (limit %.1f ms); its batches run on the "
                 "batch thread for the next %.0f s",
                 self.model_name,
                 seconds * 1000,
-                self.inline_limit_seconds * 1000,
-                self._inline_backoff,
+                policy.limit_seconds * 1000,
+                policy.backoff_seconds,
             )
 
     def _wake_thread(self) -> None:

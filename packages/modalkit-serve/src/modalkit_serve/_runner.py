@@ -19,6 +19,7 @@ from modalkit_serve._batcher import Batcher, BatchItem
 from modalkit_serve._ids import new_job_id
 from modalkit_serve._jobs import Job, JobStore, JobView
 from modalkit_serve._metrics import ServeMetrics
+from modalkit_serve._scheduling import InlinePolicy
 from modalkit_serve._worker import Worker, safe_error_message
 from modalkit_serve.errors import NotReadyError, QueueFullError, UnknownModelError
 
@@ -310,6 +311,7 @@ class LocalRunner:
                 model_name=name,
                 on_batch=self.metrics.observe_batch,
                 on_job_done=self._job_done,
+                inline=InlinePolicy(),
             )
             batcher.start()
             self._batchers[name] = batcher

@@ -15,7 +15,8 @@ from modalkit_pipeline._iomodels import (
     SyncInputModel,
 )
 from modalkit_pipeline._pipeline import InferencePipeline, failed_indices
-from modalkit_pipeline.errors import OutputCountError, PipelineError
+from modalkit_pipeline._streaming import StreamEvent, StreamingPipeline, StreamStep
+from modalkit_pipeline.errors import OutputCountError, PipelineError, StreamContractError
 
 __version__ = _version("modalkit-pipeline")
 
@@ -28,6 +29,10 @@ __all__ = [
     "ItemError",
     "OutputCountError",
     "PipelineError",
+    "StreamContractError",
+    "StreamEvent",
+    "StreamStep",
+    "StreamingPipeline",
     "SyncInputModel",
     "__version__",
     "errors",

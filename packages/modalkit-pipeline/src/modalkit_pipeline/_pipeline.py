@@ -91,6 +91,11 @@ class InferencePipeline(ABC, Generic[InputT, OutputT]):
         return outputs
 
     @classmethod
+    def is_streaming(cls) -> bool:
+        """Whether the pipeline yields chunks (a `StreamingPipeline`); ``/predict_stream`` serves only those."""
+        return False
+
+    @classmethod
     def io_models(cls) -> tuple[type[BaseModel], type[BaseModel]]:
         """The input and output models this pipeline was declared with.
 

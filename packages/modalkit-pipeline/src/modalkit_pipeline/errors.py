@@ -3,7 +3,8 @@
 The tree::
 
     PipelineError(Exception)
-    └── OutputCountError        a pipeline returned a different number of outputs than it got inputs
+    ├── OutputCountError        a pipeline returned a different number of outputs than it got inputs
+    └── StreamContractError     a streaming pipeline yielded a malformed step
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ class OutputCountError(PipelineError):
             f"input{'s' if expected != 1 else ''}; it must return exactly one output per input, in order "
             "(use self.item_error(...) for an input that cannot be processed)"
         )
+
+
+class StreamContractError(PipelineError):
+    """A `StreamingPipeline.predict_stream` step had the wrong number of entries or an entry of the wrong type."""

@@ -211,21 +211,37 @@ def test_init_project_tests_pass_with_this_interpreter(demo: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed (the README's prerequisite)")
-def test_init_project_tests_pass_with_uv_offline(tmp_path: Path) -> None:
-    # `cd demo && uv run pytest`, as the user types it; --offline: modalkit comes from this checkout and every
-    # other package from uv's cache, so nothing is fetched from PyPI.
-    assert modalkit("init", "demo", cwd=tmp_path).returncode == 0
-    result = subprocess.run(
-        ["uv", "run", "--offline", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=tmp_path / "demo",
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_init_next_steps_work_as_printed_then_offline(tmp_path: Path) -> None:
+    # What `modalkit init` tells the user to run, run as printed (on a fresh machine the first sync needs the
+    # package index); then the README's promise that, once synced, `uv run --offline` needs no network.
+    made = modalkit("init", "demo", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    steps = [line.split("#")[0].strip() for line in made.stdout.split("next:", 1)[1].splitlines()]
+    steps = [step for step in steps if step]
+    assert steps[:3] == ["cd demo", "uv sync", "uv run pytest"], made.stdout
+    demo = tmp_path / "demo"
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command.split(), "-q", "-p", "no:cacheprovider"] if "pytest" in command else command.split(),
+            cwd=demo,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    for step in steps[1:3]:
+        result = run(step)
+        assert result.returncode == 0, f"{step}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
     assert "7 passed" in result.stdout
+    readme = (demo / "README.md").read_text()
+    assert "uv run --offline pytest" in readme
+    assert readme.index("uv sync") < readme.index("uv run --offline pytest")
+    offline = run("uv run --offline pytest")
+    assert offline.returncode == 0, offline.stdout[-3000:] + offline.stderr[-3000:]
+    assert "7 passed" in offline.stdout
 
 
 def test_modalkit_serve_serves_the_new_project(demo: Path) -> None:

@@ -14,9 +14,25 @@ from pathlib import Path
 from modalkit._image import MODALKIT_DISTRIBUTIONS, package_source
 from modalkit.errors import ScaffoldError
 
-__all__ = ["scaffold"]
+__all__ = ["NEXT_STEPS", "next_steps", "scaffold"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+# What a new project's user runs first, in order: printed by `modalkit init` and written in its README, so the
+# two can't drift. On a fresh machine the first `uv sync` needs the package index (an empty uv cache holds
+# nothing to install from); after it, `uv run --offline ...` works with no network at all.
+NEXT_STEPS: tuple[tuple[str, str], ...] = (
+    ("uv sync", "once, online: resolves and installs the project into .venv"),
+    ("uv run pytest", "the tests pass out of the box"),
+    ("uv run modalkit serve app.py", "http://127.0.0.1:8000/docs on this machine, no Modal account"),
+    ("uv run modalkit deploy app.py", "on Modal (after `modal token new`)"),
+)
+
+
+def next_steps(indent: str = "") -> str:
+    """``NEXT_STEPS`` as aligned shell lines with their comments."""
+    width = max(len(command) for command, _ in NEXT_STEPS) + 2
+    return "\n".join(f"{indent}{command.ljust(width)}# {comment}" for command, comment in NEXT_STEPS)
 
 
 def scaffold(target: Path, *, modalkit_path: str | None = None) -> list[Path]:
@@ -50,6 +66,7 @@ def scaffold(target: Path, *, modalkit_path: str | None = None) -> list[Path]:
         "dependencies": _dependencies(sources),
         "sources": _sources_table(sources),
         "modalkit_version": importlib.metadata.version("modalkit"),
+        "next_steps": next_steps(),
     }
     files = {
         "pyproject.toml": _PYPROJECT,
@@ -156,11 +173,13 @@ A model served with [modalkit](https://pypi.org/project/modalkit/) ([[modalkit_v
 | `tests/` | the pipeline, the HTTP service and the Modal class, all offline |
 
 ```bash
-uv run pytest                   # the tests
-uv run modalkit serve app.py    # http://127.0.0.1:8000/docs on this machine, no Modal account
+[[next_steps]]
 curl -s localhost:8000/predict_sync -H 'content-type: application/json' -d '{"text": "what a great day"}'
-uv run modalkit deploy app.py   # on Modal (after `modal token new`)
 ```
+
+The first `uv sync` needs the package index: a machine that has never run uv has nothing cached to install
+from. Once it has run, nothing needs the network: `uv run --offline pytest` and `uv run --offline modalkit serve
+app.py` work on a plane.
 
 Replace the rule-based scorer in `[[module]]_pipeline.py` with your model; keep one output per input, in order.
 """

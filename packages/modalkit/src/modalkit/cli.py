@@ -164,14 +164,12 @@ def _schema() -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from modalkit._scaffold import scaffold
+    from modalkit._scaffold import next_steps, scaffold
 
     target = Path(args.name)
     created = scaffold(target, modalkit_path=args.modalkit_path)
     _progress(f"created {target}/ ({len(created)} files)")
-    print(f"\nnext:\n  cd {target}\n  uv run pytest                 # the tests pass out of the box")
-    print("  uv run modalkit serve app.py  # http://127.0.0.1:8000/docs")
-    print("  uv run modalkit deploy app.py # on Modal, once `modal token new` has run")
+    print(f"\nnext:\n  cd {target}\n{next_steps(indent='  ')}")
     return 0
 
 

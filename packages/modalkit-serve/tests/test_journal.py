@@ -1,0 +1,133 @@
+"""The SQLite job journal: durable across reopen, group commit, one writer, clear errors on bad files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from modalkit_serve._journal import JobJournal, JournalCorruptError, JournalLockedError
+
+
+def test_accepted_jobs_survive_a_reopen_and_replay_lists_the_unfinished(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    journal = JobJournal(path)
+    for i in range(3):
+        journal.accept(f"j{i}", "m", f'{{"n":{i}}}').result(5)
+    journal.mark("j1", "running").result(5)
+    journal.mark("j2", "result_ready", result='{"out":2}').result(5)
+    journal.close()
+
+    reopened = JobJournal(path)
+    try:
+        unfinished = {row.job_id: row for row in reopened.unfinished()}
+        assert set(unfinished) == {"j0", "j1", "j2"}
+        assert unfinished["j0"].state == "accepted"
+        assert unfinished["j0"].request == '{"n":0}'
+        assert unfinished["j2"].result == '{"out":2}'
+        reopened.mark("j2", "delivered").result(5)
+        assert {row.job_id for row in reopened.unfinished()} == {"j0", "j1"}
+        row = reopened.get("j2")
+        assert row is not None
+        assert (row.state, row.result) == ("delivered", '{"out":2}')
+    finally:
+        reopened.close()
+
+
+def test_requests_arriving_together_share_one_commit(tmp_path: Path) -> None:
+    journal = JobJournal(tmp_path / "jobs.sqlite")
+
+    async def burst() -> None:
+        await asyncio.gather(*(asyncio.wrap_future(journal.accept(f"j{i}", "m", "{}")) for i in range(200)))
+
+    try:
+        asyncio.run(burst())
+        assert journal.commits < 200 / 4, journal.commits
+        assert len(journal.unfinished()) == 200
+    finally:
+        journal.close()
+
+
+def test_dead_letters_are_listed_and_redriven(tmp_path: Path) -> None:
+    journal = JobJournal(tmp_path / "jobs.sqlite")
+    try:
+        journal.accept("j0", "m", "{}").result(5)
+        journal.mark("j0", "result_ready", result='{"x":1}').result(5)
+        journal.mark("j0", "dead_lettered", error="queue down").result(5)
+        dead = journal.dead_letters()
+        assert [(d.job_id, d.error) for d in dead] == [("j0", "queue down")]
+        assert journal.unfinished() == []
+        assert journal.redrive("j0") is True
+        assert journal.dead_letters() == []
+        assert [r.state for r in journal.unfinished()] == ["result_ready"]
+        assert journal.redrive("nope") is False
+    finally:
+        journal.close()
+
+
+def test_two_journals_on_one_file_refuse_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    first = JobJournal(path)
+    try:
+        with pytest.raises(JournalLockedError, match=str(path)):
+            JobJournal(path)
+    finally:
+        first.close()
+    JobJournal(path).close()  # free again once the first closed
+
+
+def test_a_corrupt_journal_is_an_error_at_open_never_a_reset(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    journal = JobJournal(path)
+    journal.accept("j0", "m", "{}").result(5)
+    journal.close()
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\xff" * 200 + data[300:])
+    with pytest.raises(JournalCorruptError, match=str(path)) as info:
+        JobJournal(path)
+    assert "move it aside" in str(info.value)
+    assert path.read_bytes()[:100] == data[:100]  # the file is left for inspection
+
+
+def test_a_file_that_is_not_a_database_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(JournalCorruptError, match=str(path)):
+        JobJournal(path)
+
+
+def test_in_memory_journal_and_synchronous_full(tmp_path: Path) -> None:
+    memory = JobJournal(":memory:")
+    try:
+        memory.accept("j0", "m", "{}").result(5)
+        assert [r.job_id for r in memory.unfinished()] == ["j0"]
+    finally:
+        memory.close()
+    full = JobJournal(tmp_path / "full.sqlite", synchronous="FULL")
+    try:
+        assert full.pragma("synchronous") == 2
+        assert full.pragma("journal_mode") == "wal"
+    finally:
+        full.close()
+
+
+def test_expired_finished_jobs_are_purged(tmp_path: Path) -> None:
+    journal = JobJournal(tmp_path / "jobs.sqlite", ttl_seconds=0.0)
+    try:
+        journal.accept("j0", "m", "{}").result(5)
+        journal.mark("j0", "delivered").result(5)
+        journal.accept("j1", "m", "{}").result(5)
+        journal.purge_expired().result(5)
+        assert journal.get("j0") is None
+        assert journal.get("j1") is not None  # unfinished jobs never expire
+    finally:
+        journal.close()
+
+
+def test_owner_column_exists_for_job_ownership(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    JobJournal(path).close()
+    columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")}
+    assert "owner" in columns

@@ -264,3 +264,23 @@ def test_this_suite_turns_modal_deprecations_into_errors(request: pytest.Fixture
     assert "error::modal.exception.DeprecationError" in marks
     with pytest.raises(modal.exception.DeprecationError):
         warnings.warn("deprecated", modal.exception.DeprecationError, stacklevel=1)
+
+
+@pytest.mark.parametrize(
+    ("image", "tag", "reference"),
+    [
+        ("python:3.11-slim", "latest", "python:3.11-slim"),
+        ("ghcr.io/org/img:1.2", "latest", "ghcr.io/org/img:1.2"),
+        ("img@sha256:" + "a" * 64, "latest", "img@sha256:" + "a" * 64),
+        ("registry:5000/img", "latest", "registry:5000/img:latest"),
+        ("registry:5000/img", "2.0", "registry:5000/img:2.0"),
+        ("nvidia/cuda", "12.2.0-runtime-ubuntu22.04", "nvidia/cuda:12.2.0-runtime-ubuntu22.04"),
+    ],
+)
+def test_registry_reference_gets_the_tag_only_when_it_has_neither_tag_nor_digest(
+    image: str, tag: str, reference: str
+) -> None:
+    data = {**MINIMAL, "app_settings": {"app_prefix": "mini", "build_config": {"image": image, "tag": tag}}}
+    steps = ModalConfig(settings_from_dict(data), config_files=[]).image_plan()
+    assert steps[0].method == "from_registry"
+    assert steps[0].args == (reference,)

@@ -167,7 +167,7 @@ class BuildConfig(_Model):
     image: str | None = None
     """Registry image to start from (e.g. `python:3.11-slim`); null builds on Modal's debian_slim."""
     tag: str = "latest"
-    """Tag of `image`."""
+    """Tag appended to `image` when it names neither a tag nor a digest (`python:3.11-slim` is used as is)."""
     python_version: str | None = None
     """Python version for debian_slim or to add to a registry image (quote it in YAML: "3.11")."""
     workdir: str = "/root"

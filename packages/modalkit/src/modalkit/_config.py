@@ -176,7 +176,7 @@ class ModalConfig:
         python = build.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
         steps: list[ImageStep] = []
         if build.image:
-            steps.append(ImageStep("from_registry", (f"{build.image}:{build.tag}",), {"add_python": python}))
+            steps.append(ImageStep("from_registry", (image_reference(build.image, build.tag),), {"add_python": python}))
         else:
             steps.append(ImageStep("debian_slim", kwargs={"python_version": python}))
         if build.env:
@@ -317,6 +317,17 @@ class ModalConfig:
                 volume.reload()
             except Exception:
                 logger.exception("reloading the volume mounted at %s failed", mount_point)
+
+
+def image_reference(image: str, tag: str) -> str:
+    """``image`` with ``:tag`` appended only when it names neither a tag nor a digest.
+
+    ``python:3.11-slim`` and ``img@sha256:...`` are complete references (appending would make them invalid);
+    ``registry:5000/img`` has a registry port, not a tag, so it becomes ``registry:5000/img:<tag>``.
+    """
+    if "@" in image or ":" in image.rsplit("/", 1)[-1]:
+        return image
+    return f"{image}:{tag}"
 
 
 def _identity(obj: _T) -> _T:

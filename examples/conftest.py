@@ -15,6 +15,9 @@ import pytest
 
 from modalkit.testing import serving as _serving
 
+# Its own uv project with onnxruntime, tested by examples/embeddings/ci.sh, not by the workspace's pytest.
+collect_ignore = ["embeddings"]
+
 LoadFile = Callable[[str, Path], Any]
 
 

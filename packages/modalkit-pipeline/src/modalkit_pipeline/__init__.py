@@ -6,6 +6,7 @@ Write a subclass of `InferencePipeline[InputModel, OutputModel]`; modalkit serve
 
 from importlib.metadata import version as _version
 
+from modalkit_pipeline._binary import Binary
 from modalkit_pipeline._iomodels import (
     AsyncInputModel,
     AsyncOutputModel,
@@ -23,6 +24,7 @@ __version__ = _version("modalkit-pipeline")
 __all__ = [
     "AsyncInputModel",
     "AsyncOutputModel",
+    "Binary",
     "DelayedFailureOutputModel",
     "InferenceOutputModel",
     "InferencePipeline",

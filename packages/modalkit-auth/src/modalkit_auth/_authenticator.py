@@ -12,7 +12,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from fastapi import HTTPException, Security
+from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
 from modalkit_auth._keys import KeyRing, KeySource, validate_keys
@@ -143,6 +143,12 @@ class Authenticator:
         if proxy is not None:
             challenges.append(f'ModalProxy key-header="{MODAL_KEY_HEADER}", secret-header="{MODAL_SECRET_HEADER}"')
         self._challenge = ", ".join(challenges)
+        # The credential headers, lower-case: a request carrying one of them twice is refused (400), since
+        # which copy counts would otherwise depend on the code path reading it.
+        names = [header.lower()] if self._ring is not None else []
+        if proxy is not None:
+            names += [MODAL_KEY_HEADER.lower(), MODAL_SECRET_HEADER.lower()]
+        self.credential_headers: tuple[bytes, ...] = tuple(n.encode("latin-1") for n in names)
         # The FastAPI dependency: ``APIRouter(dependencies=[Depends(authenticator.dependency)])``.
         self.dependency: Callable[..., Awaitable[None]] = self._make_dependency()
 
@@ -263,7 +269,7 @@ class Authenticator:
     def _make_dependency(self) -> Callable[..., Awaitable[None]]:
         # The signature lists only the headers this authenticator checks, as APIKeyHeader schemes, so the
         # OpenAPI document (and /docs' Authorize button) shows exactly what a client must send.
-        params = []
+        params = [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
         if self._ring is not None:
             params.append(_header_parameter("api_key", self.header, "ApiKey", "The API key."))
         if self._proxy_key is not None:
@@ -272,7 +278,8 @@ class Authenticator:
                 _header_parameter("modal_secret", MODAL_SECRET_HEADER, "ModalSecret", "Modal proxy auth secret.")
             )
 
-        async def authenticate(**headers: str | None) -> None:
+        async def authenticate(request: Request, **headers: str | None) -> None:
+            self.check_duplicates(request.headers.raw)
             self.check(headers.get("api_key"), headers.get("modal_key"), headers.get("modal_secret"))
 
         authenticate.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
@@ -282,6 +289,25 @@ class Authenticator:
         if not presented or len(presented) > self._max_key_length:
             return False  # refused before any hashing: bounded work whatever was sent
         return ring.matches(presented.encode("utf-8", "replace"))
+
+    def check_duplicates(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        """Refuse a request that carries a credential header more than once (raw ASGI headers, lower-case names).
+
+        Raises:
+            fastapi.HTTPException: 400 naming the repeated header (never its values).
+        """
+        wanted = self.credential_headers
+        if not wanted:
+            return
+        seen: set[bytes] = set()
+        for name, _ in headers:
+            if name in wanted:
+                if name in seen:
+                    shown = name.decode("latin-1")
+                    raise HTTPException(
+                        status_code=400, detail=f"the header {shown} was sent more than once; send it once"
+                    )
+                seen.add(name)
 
     def check(self, api_key: str | None, modal_key: str | None = None, modal_secret: str | None = None) -> None:
         """Check presented credentials (``None`` for a missing header); return normally when they are good.

@@ -9,7 +9,7 @@ import importlib.metadata
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -360,7 +360,7 @@ def _bound(routes: Routes, handler: Handler) -> FastHandler:
     return fast
 
 
-def _auth_check(authenticator: Authenticator) -> Callable[[Mapping[bytes, bytes]], Reply | None]:
+def _auth_check(authenticator: Authenticator) -> Callable[[Sequence[tuple[bytes, bytes]]], Reply | None]:
     """The authenticator's own check, fed from the raw headers (the fast path has no FastAPI dependencies)."""
     api_header = authenticator.header.lower().encode("latin-1")
 
@@ -368,8 +368,10 @@ def _auth_check(authenticator: Authenticator) -> Callable[[Mapping[bytes, bytes]
         value = headers.get(name)
         return None if value is None else value.decode("latin-1")
 
-    def check(headers: Mapping[bytes, bytes]) -> Reply | None:
+    def check(raw: Sequence[tuple[bytes, bytes]]) -> Reply | None:
+        headers = dict(raw)
         try:
+            authenticator.check_duplicates(raw)
             authenticator.check(
                 header(headers, api_header), header(headers, _MODAL_KEY), header(headers, _MODAL_SECRET)
             )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -61,8 +61,8 @@ class RequestInfo:
 
 FastHandler = Callable[[bytes, bytes, RequestInfo], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]]
 """(body, query string, info) -> (status, JSON body, extra headers)."""
-AuthCheck = Callable[[Mapping[bytes, bytes]], "tuple[int, bytes, list[tuple[bytes, bytes]]] | None"]
-"""(request headers) -> None when allowed, else the refusal reply."""
+AuthCheck = Callable[[Sequence[tuple[bytes, bytes]]], "tuple[int, bytes, list[tuple[bytes, bytes]]] | None"]
+"""(raw request headers) -> None when allowed, else the refusal reply."""
 
 
 class _BodyTooLargeError(HTTPException):
@@ -202,7 +202,7 @@ class ServeMiddleware:
         self, handler: FastHandler, scope: Scope, receive: Receive, info: RequestInfo
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if self.auth_check is not None:
-            refused = self.auth_check(dict(scope["headers"]))
+            refused = self.auth_check(scope["headers"])
             if refused is not None:
                 return refused[0], refused[1], list(refused[2])
         message = await receive()

@@ -15,8 +15,10 @@ Exit status: 0 on success, 1 when ``validate`` finds errors or ``modal deploy`` 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         _error(f"--port must be between 0 and 65535 (got {args.port})")
         return 2
     use_config_beside(args.app, args.config)
-    _progress(f"loading {args.app}")
+    _log_record(f"loading {args.app}")
     try:
         spec = load_app_service(args.app, service=args.service)
         settings = spec.resolve_settings()
@@ -175,6 +177,15 @@ def _init(args: argparse.Namespace) -> int:
 
 def _progress(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _log_record(message: str) -> None:
+    # `modalkit serve` writes a JSON log on stderr; its first line is one of those records too, written
+    # before logging is configured (the app is not loaded yet), with the same keys in the same order.
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    record = {"time": stamp, "level": "INFO", "logger": PROG, "message": message}
+    print(json.dumps(record), file=sys.stderr, flush=True)
 
 
 def _error(message: str) -> None:

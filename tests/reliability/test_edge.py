@@ -1,0 +1,51 @@
+"""The edge of the served example: duplicate credentials and the log's first line, over real HTTP.
+
+Requests go over loopback to ``modalkit serve examples/sentiment/app.py`` (with and without an API key); what
+is checked is the answer a client gets, on the fast-path predict routes and on FastAPI's ``/jobs`` alike.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from tests.reliability.reliability_support import API_KEY, check_json_error
+
+from modalkit_serve.testing import ServedProcess
+
+pytestmark = pytest.mark.reliability
+
+ROUTES = [
+    ("POST", "/predict_sync", {"text": "fine"}),
+    ("POST", "/predict_batch", [{"text": "fine"}]),
+    ("POST", "/predict_async", {"message": {"text": "fine"}}),
+    ("GET", "/jobs/" + "a" * 32, None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[r[1] for r in ROUTES])
+@pytest.mark.parametrize("order", ["good-first", "good-last"])
+def test_a_duplicate_api_key_header_is_a_400_on_every_route(
+    sentiment_with_auth: ServedProcess, method: str, path: str, body: object, order: str
+) -> None:
+    keys = [API_KEY, "a-wrong-key"] if order == "good-first" else ["a-wrong-key", API_KEY]
+    headers = [("x-api-key", keys[0]), ("X-Api-Key", keys[1])]
+
+    response = httpx.request(method, sentiment_with_auth.url + path, json=body, headers=headers, timeout=30)
+
+    assert response.status_code == 400, response.text
+    assert check_json_error(response) is None
+    assert "x-api-key" in response.json()["detail"]
+    assert API_KEY not in response.text
+
+
+def test_every_stderr_line_is_a_json_record_from_the_first(sentiment: ServedProcess) -> None:
+    lines = [line for line in sentiment.stderr().splitlines() if line.strip()]
+
+    assert lines, "the server wrote nothing to stderr"
+    for line in lines:
+        record = json.loads(line)  # raises on the first line that is not JSON
+        assert isinstance(record, dict), line
+        assert "message" in record, line
+    assert "loading" in json.loads(lines[0])["message"]

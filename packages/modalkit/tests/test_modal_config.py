@@ -284,3 +284,64 @@ def test_registry_reference_gets_the_tag_only_when_it_has_neither_tag_nor_digest
     steps = ModalConfig(settings_from_dict(data), config_files=[]).image_plan()
     assert steps[0].method == "from_registry"
     assert steps[0].args == (reference,)
+
+
+def _deployment(**keys: Any) -> ModalConfig:
+    data = {**MINIMAL, "app_settings": {"app_prefix": "mini", "deployment_config": keys}}
+    return ModalConfig(settings_from_dict(data), config_files=[])
+
+
+def test_serving_keys_reach_the_inference_class() -> None:
+    config = _deployment(
+        timeout=600,
+        ephemeral_disk=4096,
+        nonpreemptible=True,
+        startup_timeout=900,
+        single_use_containers=True,
+        block_network=True,
+    )
+    settings = config.get_app_cls_settings()
+    assert settings["ephemeral_disk"] == 4096
+    assert settings["nonpreemptible"] is True
+    assert settings["startup_timeout"] == 900
+    assert settings["single_use_containers"] is True
+    assert settings["block_network"] is True
+    for key in ("ephemeral_disk", "nonpreemptible", "startup_timeout", "single_use_containers", "block_network"):
+        assert key in inspect.signature(modal.App.cls).parameters
+    # the web function must keep its network (it calls the class); the class's isolation stays on the class
+    assert "block_network" not in config.get_handler_settings()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ephemeral_disk", 0),
+        ("ephemeral_disk", 3 * 1024 * 1024 + 1),
+        ("startup_timeout", 0),
+        ("startup_timeout", 86401),
+    ],
+)
+def test_serving_keys_outside_modals_limits_are_refused(key: str, value: int) -> None:
+    from modalkit_config import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        _deployment(**{key: value})
+
+
+def test_web_function_scales_on_its_own_keys_defaulting_to_the_class() -> None:
+    inherited = _deployment(min_containers=1, max_containers=5, buffer_containers=2, scaledown_window=120)
+    handler = inherited.get_handler_settings()
+    assert (handler["min_containers"], handler["max_containers"]) == (1, 5)
+    assert (handler["buffer_containers"], handler["scaledown_window"]) == (2, 120)
+    own = _deployment(
+        min_containers=1,
+        max_containers=5,
+        handler_min_containers=0,
+        handler_max_containers=2,
+        handler_buffer_containers=0,
+        handler_scaledown_window=600,
+    ).get_handler_settings()
+    assert (own["min_containers"], own["max_containers"]) == (0, 2)
+    assert (own["buffer_containers"], own["scaledown_window"]) == (0, 600)
+    for key in ("min_containers", "max_containers", "buffer_containers", "scaledown_window"):
+        assert key in inspect.signature(modal.App.function).parameters

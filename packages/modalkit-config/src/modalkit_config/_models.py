@@ -314,6 +314,24 @@ class DeploymentConfig(_Model):
     """Extra idle containers kept ready while the service is busy."""
     scaledown_window: int | None = Field(default=None, ge=2, le=3600)
     """Seconds an idle container stays up before it is stopped (2..3600; was `container_idle_timeout`)."""
+    handler_min_containers: int | None = Field(default=None, ge=0)
+    """`min_containers` of the web function; null takes the inference class's `min_containers`."""
+    handler_max_containers: int | None = Field(default=None, ge=1)
+    """`max_containers` of the web function; null takes the inference class's `max_containers`."""
+    handler_buffer_containers: int | None = Field(default=None, ge=0)
+    """`buffer_containers` of the web function; null takes the inference class's `buffer_containers`."""
+    handler_scaledown_window: int | None = Field(default=None, ge=2, le=3600)
+    """`scaledown_window` of the web function (2..3600); null takes the inference class's `scaledown_window`."""
+    ephemeral_disk: int | None = Field(default=None, ge=1, le=3 * 1024 * 1024)
+    """Ephemeral disk of an inference container in MiB (up to 3 TiB); null for Modal's default."""
+    startup_timeout: int | None = Field(default=None, ge=1, le=86400)
+    """Seconds a container may take to start (model load in `@modal.enter`), 1..86400; null uses `timeout`."""
+    nonpreemptible: bool = False
+    """Run the inference class on nonpreemptible instances (costs more; no restarts by preemption)."""
+    single_use_containers: bool = False
+    """Stop each inference container after one input (isolation at the price of a cold start per call)."""
+    block_network: bool = False
+    """Block network access of the inference class (the web function keeps its network to call it)."""
     concurrency: ConcurrencyConfig | None = None
     """Inputs one inference container handles at once (was `allow_concurrent_inputs`); null for one at a time."""
     handler_concurrency: int = Field(default=100, ge=1)

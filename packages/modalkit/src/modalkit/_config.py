@@ -237,6 +237,11 @@ class ModalConfig:
             "buffer_containers": d.buffer_containers,
             "scaledown_window": d.scaledown_window,
             "enable_memory_snapshot": d.enable_memory_snapshot,
+            "ephemeral_disk": d.ephemeral_disk,
+            "startup_timeout": d.startup_timeout,
+            "nonpreemptible": d.nonpreemptible,
+            "single_use_containers": d.single_use_containers,
+            "block_network": d.block_network,
         }
         return {k: v for k, v in settings.items() if v is not None}
 
@@ -244,7 +249,9 @@ class ModalConfig:
         """Keyword arguments for ``@app.function(...)`` on the web function (the one serving HTTP).
 
         It needs the image and the secrets (API keys arrive through them) but neither GPU nor volumes: it only
-        forwards requests to the inference class. Its input concurrency is a decorator, see
+        forwards requests to the inference class. It scales on the ``handler_*`` scaling keys, each defaulting to
+        the inference class's key (so ``min_containers: 1`` keeps the HTTP entry point warm too).
+        Its input concurrency is a decorator, see
         `get_handler_concurrency_settings`.
         """
         d = self.app_settings.deployment_config
@@ -254,6 +261,10 @@ class ModalConfig:
             "timeout": d.timeout,
             "region": d.region,
             "cloud": d.cloud,
+            "min_containers": _first(d.handler_min_containers, d.min_containers),
+            "max_containers": _first(d.handler_max_containers, d.max_containers),
+            "buffer_containers": _first(d.handler_buffer_containers, d.buffer_containers),
+            "scaledown_window": _first(d.handler_scaledown_window, d.scaledown_window),
         }
         return {k: v for k, v in settings.items() if v is not None}
 
@@ -328,6 +339,10 @@ def image_reference(image: str, tag: str) -> str:
     if "@" in image or ":" in image.rsplit("/", 1)[-1]:
         return image
     return f"{image}:{tag}"
+
+
+def _first(own: int | None, inherited: int | None) -> int | None:
+    return inherited if own is None else own
 
 
 def _identity(obj: _T) -> _T:

@@ -590,6 +590,13 @@ class ServerConfig(_Model):
     """Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
     drain_timeout_seconds: float = Field(default=30, ge=0)
     """On shutdown, how long to wait for in-flight batches and pending deliveries."""
+    journal_path: str | None = None
+    """SQLite file (WAL mode) where `modalkit serve` records every accepted async job before answering 202,
+    and each state change until delivery; ``null`` keeps jobs in memory only (lost on a crash). ``":memory:"``
+    is an in-memory SQLite journal. Two servers cannot share one file (the second refuses to start)."""
+    journal_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    """Journal durability: ``NORMAL`` survives a process crash (kill -9, OOM); ``FULL`` also survives power loss
+    (an fsync per group commit)."""
 
     @field_validator("log_level")
     @classmethod

@@ -37,6 +37,13 @@ JournalState = Literal["accepted", "running", "result_ready", "delivered", "dead
 Synchronous = Literal["NORMAL", "FULL"]
 
 _UNFINISHED = ("accepted", "running", "result_ready")
+_RANKS: dict[str, int] = {"accepted": 0, "running": 1, "result_ready": 2, "delivered": 3, "dead_lettered": 3}
+_MARK = (
+    "UPDATE jobs SET state = CASE WHEN {rank} < ? THEN ? ELSE state END, result = COALESCE(?, result), "
+    "error = COALESCE(?, error), updated = ? WHERE job_id = ?"
+)
+_RANK = "CASE state WHEN 'accepted' THEN 0 WHEN 'running' THEN 1 WHEN 'result_ready' THEN 2 ELSE 3 END"
+_MARK_SQL = _MARK.format(rank=_RANK)
 _COLUMNS = "job_id, model_name, state, request, result, error, owner, created, updated"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -150,12 +157,16 @@ class JobJournal:
     def mark(
         self, job_id: str, state: JournalState, *, result: str | None = None, error: str | None = None
     ) -> Future[None]:
-        """Move a job to ``state`` (a result or error given is stored; the stored result is kept otherwise)."""
+        """Move a job forward to ``state`` (a result or error given is stored; the stored result is kept).
+
+        States only move forward: a ``result_ready`` that arrives after the delivery was acknowledged (the
+        sender's thread can be quicker than the event loop) leaves the job ``delivered``.
+        """
         now = time.time()
         return self._submit(
             lambda c: c.execute(
-                "UPDATE jobs SET state = ?, result = COALESCE(?, result), error = ?, updated = ? WHERE job_id = ?",
-                (state, result, error, now, job_id),
+                _MARK_SQL,
+                (_RANKS[state], state, result, error, now, job_id),
             )
         )
 

@@ -12,12 +12,13 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from modalkit_config import Settings
-from modalkit_pipeline import AsyncInputModel, InferencePipeline
-from modalkit_queue import QueueBackend, ReliableSender
+from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, InferencePipeline, ItemError
+from modalkit_queue import DeliveryEvent, QueueBackend, ReliableSender
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._batcher import Batcher, BatchItem
 from modalkit_serve._ids import new_job_id
 from modalkit_serve._jobs import Job, JobStore, JobView
+from modalkit_serve._journal import JobJournal, JournalRow
 from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._scheduling import InlinePolicy
 from modalkit_serve._worker import Worker, safe_error_message
@@ -129,6 +130,7 @@ class LocalRunner:
         self.on_fatal = on_fatal
         server = settings.app_settings.server_config
         self.jobs = JobStore(server.job_ttl_seconds, server.max_jobs)
+        self.journal: JobJournal | None = None
         self.model_names: list[str] = list(settings.model_settings.model_entries)
         self._sender = sender
         self._owns_sender = sender is None
@@ -173,6 +175,11 @@ class LocalRunner:
         """Start the result sender and begin loading every model in a thread; returns without waiting."""
         if self._loader is not None:
             return
+        server = self.settings.app_settings.server_config
+        if server.journal_path is not None and self.journal is None:
+            self.journal = JobJournal(
+                server.journal_path, synchronous=server.journal_synchronous, ttl_seconds=server.job_ttl_seconds
+            )
         if self._sender is None:
             self._sender = self._build_sender()
         self._loader = asyncio.create_task(self._load_all(), name="modalkit-load-models")
@@ -204,6 +211,8 @@ class LocalRunner:
             delivered = await asyncio.to_thread(self._sender.close, remaining)
             if not delivered:
                 logger.error("some async results were not delivered before shutdown; see the dead-letter file")
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
 
     # -- the Runner protocol ---------------------------------------------------------------------------------
 
@@ -250,6 +259,9 @@ class LocalRunner:
         if reserve and sender is not None and not sender.has_capacity(self._outbox_reserved + 1):
             raise QueueFullError("the async result outbox is full; retry later")
         job = Job(new_job_id(), model_name, request)
+        if self.journal is not None:
+            # Durable before the 202: requests arriving together share one commit on the journal's thread.
+            await asyncio.wrap_future(self.journal.accept(job.job_id, model_name, request.model_dump_json()))
         batcher.submit_job(job)
         if reserve:
             self._outbox_reserved += 1
@@ -260,7 +272,18 @@ class LocalRunner:
     async def job_status(self, job_id: str) -> JobView | None:
         """The job's state and result (None if unknown or expired)."""
         job = self.jobs.get(job_id)
-        return None if job is None else job.view()
+        if job is not None:
+            return job.view()
+        if self.journal is None:
+            return None
+        row = await asyncio.to_thread(self.journal.get, job_id)
+        if row is None or time.time() - row.updated > self.jobs.ttl_seconds:
+            return None
+        if row.result is None:
+            return JobView(row.job_id, "running" if row.state == "running" else "pending", None)
+        result = self._parse_result(row.result)
+        failed = isinstance(result, InferenceOutputModel) and result.status != "success"
+        return JobView(row.job_id, "error" if failed else "success", result)
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -278,7 +301,7 @@ class LocalRunner:
         sender = ReliableSender.from_config(
             self.settings.app_settings.queue_config,
             backend=self._queue_backend,
-            on_event=self.metrics.on_delivery_event,
+            on_event=self._on_delivery_event,
         )
         sender.start()
         return sender
@@ -316,6 +339,8 @@ class LocalRunner:
             batcher.start()
             self._batchers[name] = batcher
             logger.info("model %s loaded in %.2fs", name, time.monotonic() - started)
+        if self.journal is not None:
+            self._replay(await asyncio.to_thread(self.journal.unfinished))
         if self.freeze_gc:
             gc.collect()
             gc.freeze()
@@ -328,6 +353,62 @@ class LocalRunner:
         if self._sender is not None and _delivers(job.request):
             self._outbox_reserved = max(0, self._outbox_reserved - 1)
         self.jobs.finish(job, result)
+        if self.journal is not None:
+            body = type(result).__pydantic_serializer__.to_json(result).decode()
+            delivered = self._sender is None or not _delivers(job.request)
+            self.journal.mark(job.job_id, "delivered" if delivered else "result_ready", result=body)
+
+    def _on_delivery_event(self, event: DeliveryEvent) -> None:
+        self.metrics.on_delivery_event(event)
+        journal = self.journal
+        if journal is None:
+            return
+        if event.kind == "delivered":
+            journal.mark(event.job_id, "delivered")
+        elif event.kind in ("dead_lettered", "dead_letter_failed"):
+            journal.mark(event.job_id, "dead_lettered", error=event.error)
+
+    def _parse_result(self, text: str) -> BaseModel:
+        _, output_model = self.pipeline_cls.io_models()
+        try:
+            return output_model.model_validate_json(text)
+        except ValueError:
+            return ItemError.model_validate_json(text)
+
+    def _replay(self, rows: Sequence[JournalRow]) -> None:
+        """Run again what the journal says never finished (same job ids) and re-send undelivered results."""
+        input_model, _ = self.pipeline_cls.io_models()
+        request_model: type[AsyncInputModel[Any]] = AsyncInputModel[input_model]  # type: ignore[valid-type]
+        rerun = resent = 0
+        for row in rows:
+            batcher = self._batchers.get(row.model_name)
+            if batcher is None:
+                logger.error(
+                    "journal job %s is for model %s, which is not loaded; left in the journal",
+                    row.job_id,
+                    row.model_name,
+                )
+                continue
+            request = request_model.model_validate_json(row.request)
+            job = Job(row.job_id, row.model_name, request)
+            if row.state == "result_ready" and row.result is not None:
+                result = self._parse_result(row.result)
+                self.jobs.add(job)
+                self.jobs.finish(job, result)
+                batcher.worker.deliver(request, result, row.job_id)
+                resent += 1
+            else:
+                try:
+                    batcher.submit_job(job)
+                except QueueFullError:
+                    logger.error("journal replay: batch queue full; job %s stays in the journal", row.job_id)
+                    continue
+                if self._sender is not None and _delivers(request):
+                    self._outbox_reserved += 1
+                self.jobs.add(job)
+                rerun += 1
+        if rerun or resent:
+            logger.info("journal replay: %d jobs run again, %d results sent again", rerun, resent)
 
     def _build_pipeline(self, name: str, entry: Mapping[str, Any]) -> InferencePipeline[Any, Any]:
         model_settings = self.settings.model_settings

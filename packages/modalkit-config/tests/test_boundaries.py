@@ -23,9 +23,9 @@ def test_version_comes_from_the_installed_metadata() -> None:
     assert modalkit_config.__version__ == version("modalkit-config")
 
 
-def test_depends_on_pydantic_and_yaml_only() -> None:
+def test_depends_on_pydantic_pydantic_settings_and_yaml_only() -> None:
     names = {re.split(r"[\s;\[<>=!~]", r, maxsplit=1)[0] for r in requires("modalkit-config") or []}
-    assert names == {"pydantic", "pyyaml"}
+    assert names == {"pydantic", "pydantic-settings", "pyyaml"}
 
 
 def test_import_loads_no_heavy_or_optional_library_and_reads_nothing(tmp_path: Path) -> None:

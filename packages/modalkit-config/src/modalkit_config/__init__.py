@@ -1,7 +1,7 @@
 """modalkit-config: the modalkit.yaml schema, its loader, its JSON Schema and a validator CLI.
 
 Nothing is read at import time: call :func:`load_settings` (files, ``MODALKIT_`` environment variables,
-``.env``) or :func:`settings_from_dict`.
+``.env``), ``Settings()`` (the same, as a pydantic-settings ``BaseSettings``) or :func:`settings_from_dict`.
 """
 
 from importlib.metadata import version as _version
@@ -26,6 +26,7 @@ from modalkit_config._models import (
     SQSConfig,
 )
 from modalkit_config._schema import json_schema
+from modalkit_config._sources import YamlConfigSource
 from modalkit_config.errors import (
     ConfigError,
     ConfigFileNotFoundError,
@@ -60,6 +61,7 @@ __all__ = [
     "SQSConfig",
     "ServerConfig",
     "Settings",
+    "YamlConfigSource",
     "__version__",
     "config_files",
     "json_schema",

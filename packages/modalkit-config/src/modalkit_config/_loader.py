@@ -31,7 +31,7 @@ from modalkit_config.errors import (
     ModalkitDeprecationWarning,
 )
 
-__all__ = ["config_files", "load_settings", "settings_from_dict"]
+__all__ = ["config_files", "load_settings", "merged_files", "settings_error", "settings_from_dict"]
 
 ENV_PREFIX = "MODALKIT_"
 CONFIG_ENV_VAR = "MODALKIT_CONFIG"
@@ -159,13 +159,52 @@ def _build(build: _Build, layers: list[tuple[str, _Layer]], variables: dict[str,
         env_layer = _variables_layer(variables, build)
         _rename_deprecated(env_layer, build)
         _merge(build, env_layer)
+    _warn_deprecations(build, stacklevel=4)
+    return _validate(build)
+
+
+def _warn_deprecations(build: _Build, stacklevel: int) -> None:
     for issue in sorted(build.deprecations, key=lambda i: _issue_order(build, i)):
         where = _where(issue)
         warnings.warn(
             ModalkitDeprecationWarning(f"{where}: {issue.key_path} {issue.message}", issue),
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
-    return _validate(build)
+
+
+def merged_files(paths: StrPath | Sequence[StrPath] | None = None) -> _Build:
+    """Read and deep-merge the YAML files `load_settings` would read (``MODALKIT_CONFIG`` from ``os.environ``).
+
+    Deprecated keys are renamed (with a warning); nothing is validated. The settings source of
+    `Settings` uses this; pydantic-settings adds the environment, ``.env`` and secrets on top.
+    """
+    variables = _read_variables(os.environ, None)
+    files, default = _config_files(paths, variables)
+    build = _Build(fallback_file=str(files[0]))
+    for path in files:
+        layer = _read_file(path, default)
+        build.file_rank.setdefault(str(path), len(build.file_rank))
+        _rename_deprecated(layer, build)
+        _merge(build, layer)
+    _warn_deprecations(build, stacklevel=6)
+    return build
+
+
+def settings_error(exc: ValidationError, data: dict[str, Any], build: _Build | None) -> ConfigValidationError:
+    """Turn pydantic's error for ``data`` into ours: each problem at the file and line that set it.
+
+    A value that no YAML file set came from pydantic-settings' other sources; it is named by its variable.
+    """
+    build = build or _Build(fallback_file="<settings>")
+    raw = {path: origin.raw for path, origin in build.origins.items() if origin.raw is not None}
+    issues = list(build.issues)
+    for problem in problems_from(exc, data, raw):
+        if any(problem.path[:end] in build.origins for end in range(len(problem.path), 0, -1)):
+            origin = _origin_of(build.origins, problem.path, build.fallback_file)
+        else:
+            origin = _Origin("$" + ENV_PREFIX + "__".join(str(key).upper() for key in problem.path[:1]))
+        issues.append(ConfigIssue(origin.file, format_key_path(problem.path), origin.line, problem.message))
+    return ConfigValidationError(sorted(issues, key=lambda issue: _issue_order(build, issue)))
 
 
 def _where(issue: ConfigIssue) -> str:

@@ -6,13 +6,15 @@ the JSON Schema. Limits mirror Modal's own, so a bad file fails when it is read 
 
 from __future__ import annotations
 
+import contextvars
 import posixpath
 import re
 import warnings
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.config import JsonDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from modalkit_config._paths import KeyPath, format_key_path
 from modalkit_config.errors import ModalkitDeprecationWarning
@@ -653,10 +655,76 @@ class ModelSettings(_Model):
         return value
 
 
-class Settings(_Model):
+class Settings(BaseSettings):
     """A whole modalkit.yaml."""
+
+    # A pydantic-settings BaseSettings: Settings() reads what load_settings() reads. Sources, earlier ones
+    # winning: arguments, MODALKIT_ environment variables (__ between keys), .env (_env_file=), a secrets
+    # directory (_secrets_dir=), then the YAML files (YamlConfigSource); settings_customise_sources changes
+    # that. Settings.model_validate(data) validates data alone, reading no source. (A comment, not the
+    # docstring, which is the schema's description.)
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        use_attribute_docstrings=True,
+        protected_namespaces=(),
+        env_prefix="MODALKIT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        validate_default=False,
+    )
 
     app_settings: AppSettings
     """The service."""
     model_settings: ModelSettings
     """The models."""
+
+    def __init__(self, **values: Any) -> None:
+        from modalkit_config._sources import last_build
+
+        last_build.set(None)
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            if _data_only.get():
+                raise  # model_validate's callers (the loader) expect pydantic's error
+            from modalkit_config._loader import settings_error
+
+            raise settings_error(exc, _last_input.get() or {}, last_build.get()) from None
+
+    @classmethod
+    def _settings_build_values(
+        cls, sources: tuple[PydanticBaseSettingsSource, ...], init_kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = super()._settings_build_values(sources, init_kwargs)
+        _last_input.set(values)  # what was validated, for the error messages
+        return values
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Validate ``obj`` alone: no environment, ``.env``, secrets or YAML file is read."""
+        token = _data_only.set(True)
+        try:
+            return super().model_validate(obj, **kwargs)
+        finally:
+            _data_only.reset(token)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        from modalkit_config._sources import YamlConfigSource
+
+        if _data_only.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings, YamlConfigSource(settings_cls))
+
+
+_data_only: contextvars.ContextVar[bool] = contextvars.ContextVar("modalkit_data_only", default=False)
+_last_input: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("modalkit_input", default=None)

@@ -1,0 +1,37 @@
+"""The YAML files as a pydantic-settings source, so `Settings()` reads what `load_settings()` reads."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from modalkit_config._loader import StrPath, _Build, merged_files
+
+# The origins of the last YAML read in this context, for the error `Settings.__init__` raises.
+last_build: contextvars.ContextVar[_Build | None] = contextvars.ContextVar("modalkit_yaml_build", default=None)
+
+
+class YamlConfigSource(PydanticBaseSettingsSource):
+    """modalkit.yaml and its overlays (``MODALKIT_CONFIG``), deep-merged, with each key's file and line kept.
+
+    Args:
+        settings_cls: The settings class.
+        paths: The files to read; default: ``MODALKIT_CONFIG``'s list, else ``modalkit.yaml``.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], paths: StrPath | Sequence[StrPath] | None = None) -> None:
+        super().__init__(settings_cls)
+        self.paths = paths
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        # Unused: __call__ returns the whole merged document at once.
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        build = merged_files(self.paths)
+        last_build.set(build)
+        return build.data

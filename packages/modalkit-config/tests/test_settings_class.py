@@ -1,0 +1,141 @@
+"""`Settings` is a pydantic-settings BaseSettings: `Settings()` gives what `load_settings()` gives."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from modalkit_config import ConfigValidationError, ModalkitDeprecationWarning, Settings, load_settings
+
+Write = Callable[[str, str], Path]
+
+MINIMAL_YAML = """
+app_settings:
+  app_prefix: demo
+  batch_config:
+    max_batch_size: 4
+model_settings:
+  model_entries:
+    m: {}
+"""
+
+
+@pytest.fixture
+def project(write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write("modalkit.yaml", MINIMAL_YAML)
+    monkeypatch.chdir(tmp_path)
+    for name in ("MODALKIT_CONFIG", "MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_settings_is_a_base_settings() -> None:
+    assert issubclass(Settings, BaseSettings)
+
+
+def test_settings_without_arguments_equals_load_settings(project: Path) -> None:
+    assert Settings() == load_settings()
+    assert Settings().app_settings.batch_config.max_batch_size == 4
+
+
+def test_environment_and_env_file_override_the_yaml(
+    project: Path, write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = write("custom.env", "MODALKIT_APP_SETTINGS__APP_PREFIX=from-dotenv\n")
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE", "8")
+    settings = Settings(_env_file=env_file)
+    assert settings.app_settings.app_prefix == "from-dotenv"
+    assert settings.app_settings.batch_config.max_batch_size == 8
+    assert settings == load_settings(env_file=env_file)
+
+
+def test_overlays_named_in_modalkit_config(project: Path, write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    write("prod.yaml", "app_settings:\n  batch_config:\n    wait_ms: 7\n")
+    monkeypatch.setenv("MODALKIT_CONFIG", "modalkit.yaml,prod.yaml")
+    settings = Settings()
+    assert settings.app_settings.batch_config.wait_ms == 7
+    assert settings.app_settings.batch_config.max_batch_size == 4
+
+
+def test_secrets_directory(project: Path, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "MODALKIT_APP_SETTINGS").write_text(json.dumps({"app_prefix": "from-secret"}))
+    settings = Settings(_secrets_dir=secrets)
+    assert settings.app_settings.app_prefix == "from-secret"
+    assert settings.app_settings.batch_config.max_batch_size == 4
+
+
+def test_errors_keep_file_line_and_key_path_all_collected(project: Path, write: Write) -> None:
+    write(
+        "modalkit.yaml",
+        """
+        app_settings:
+          app_prefix: demo
+          batch_config:
+            max_batch_size: lots
+            wait_ms: -1
+        model_settings:
+          model_entries:
+            m: {}
+        """,
+    )
+    with pytest.raises(ConfigValidationError) as info:
+        Settings()
+    text = str(info.value)
+    assert "modalkit.yaml:4: app_settings.batch_config.max_batch_size: expected an integer" in text
+    assert "modalkit.yaml:5: app_settings.batch_config.wait_ms: must be >= 0" in text
+    assert "Traceback" not in text
+
+
+def test_deprecated_alias_warns(project: Path, write: Write) -> None:
+    write(
+        "modalkit.yaml",
+        """
+        app_settings:
+          app_prefix: demo
+          deployment_config:
+            concurrency_limit: 3
+        model_settings:
+          model_entries:
+            m: {}
+        """,
+    )
+    match = "modalkit.yaml:4: app_settings.deployment_config.concurrency_limit"
+    with pytest.warns(ModalkitDeprecationWarning, match=match):
+        settings = Settings()
+    assert settings.app_settings.deployment_config.max_containers == 3
+
+
+def test_settings_customise_sources_can_reorder(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool may put the YAML above the environment (or drop a source)."""
+
+    class YamlWins(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources = super().settings_customise_sources(
+                settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+            )
+            yaml_source = sources[-1]
+            return (init_settings, yaml_source, env_settings)
+
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE", "8")
+    assert YamlWins().app_settings.batch_config.max_batch_size == 4
+    assert Settings().app_settings.batch_config.max_batch_size == 8
+
+
+def test_explicit_values_still_validate_as_before() -> None:
+    data: dict[str, Any] = {"app_settings": {"app_prefix": "x"}, "model_settings": {"model_entries": {"m": {}}}}
+    assert Settings.model_validate(data).app_settings.app_prefix == "x"

@@ -51,9 +51,7 @@ class MiniLM:
     """The ONNX session and tokenizer: ``embed(texts)`` gives unit vectors, one onnxruntime call."""
 
     def __init__(self, model_path: str | Path, tokenizer_path: str | Path, max_tokens: int = 256) -> None:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1  # one core per process: predictable on a shared machine
-        self.session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.tokenizer.enable_padding()

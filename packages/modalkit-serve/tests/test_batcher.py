@@ -221,7 +221,7 @@ def test_bad_limits_are_rejected() -> None:
 class _BrokenWorker(Worker):
     """A worker with a bug outside the pipeline (its own code raises)."""
 
-    def run_messages(self, messages: Any, async_jobs: Any = None) -> Any:
+    def run_messages(self, messages: Any, async_jobs: Any = None, indices: Any = None) -> Any:
         raise RuntimeError("worker bug")
 
 
@@ -236,3 +236,16 @@ async def test_a_batch_that_fails_outside_the_pipeline_gives_internal_errors(pip
 
     assert isinstance(result, ItemError)
     assert (result.error, result.kind) == ("internal error while running the batch", "internal")
+
+
+async def test_each_failed_item_carries_its_callers_index_in_a_shared_batch(
+    batcher: Batcher, pipeline: ToyPipeline
+) -> None:
+    first = batcher.submit_many(inputs("a", "item-error"))
+    second = batcher.submit_many(inputs("raise", "b", "item-error"))
+    lone = batcher.submit(ToyInput(text="item-error"))
+
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.result(i) for i in [*first, *second, lone])), GUARD)
+
+    assert len(pipeline.batches[0]) == 6  # all six shared the first batch
+    assert [r.index if isinstance(r, ItemError) else None for r in results] == [None, 1, 0, None, 2, 0]

@@ -273,3 +273,37 @@ def test_an_input_error_reaches_the_failure_queue_as_the_pipeline_returned_it() 
         "job_id": "job-1",
         "meta": {"m": 1},
     }
+
+
+def test_failed_items_carry_the_callers_index_not_the_batch_position() -> None:
+    worker = Worker(new_pipeline())
+    # Two callers' requests in one batch: [ok, item-error] from one, [raise, ok, item-error] from another.
+    messages = [ToyInput(text=t) for t in ("a", "item-error", "raise", "b", "item-error")]
+
+    results = worker.run_messages(list(messages), indices=[0, 1, 0, 1, 2])
+
+    assert statuses(results) == ["success", "error", "error", "success", "error"]
+    assert [getattr(r, "index", None) for r in results] == [None, 1, 0, None, 2]
+
+
+def test_without_indices_a_failed_item_carries_its_position() -> None:
+    worker = Worker(new_pipeline())
+
+    results = worker.run_messages([ToyInput(text=t) for t in ("ok", "raise", "ok", "item-error")])
+
+    assert [getattr(r, "index", None) for r in results] == [None, 1, None, 3]
+
+
+def test_a_queued_failure_carries_the_callers_index() -> None:
+    backend = MemoryBackend()
+    with ReliableSender(backend, dead_letter_file=None) as sender:
+        worker = Worker(new_pipeline(), sender=sender)
+        jobs = [
+            AsyncInputModel[ToyInput](message=ToyInput(text=t), failure_queue="failed")
+            for t in ("a", "item-error", "raise")
+        ]
+        # Each async job is a request of its own: index 0, whatever its place in the server's batch.
+        worker.run_batch([*sync("x", "y"), *jobs], job_ids=[None, None, "j0", "j1", "j2"])
+        assert sender.flush(10)
+
+    assert sorted((m["job_id"], m["index"]) for m in read(backend, "failed")) == [("j1", 0), ("j2", 0)]

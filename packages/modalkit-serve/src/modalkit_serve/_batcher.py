@@ -59,10 +59,13 @@ BatchObserver = Callable[[str, int, float, float], object]
 class BatchItem:
     """One queued input. After it ran, ``batch_size`` and ``queue_wait`` say how (for the access log)."""
 
-    __slots__ = ("batch_size", "deadline", "future", "job", "message", "queue_wait", "submitted")
+    __slots__ = ("batch_size", "deadline", "future", "index", "job", "message", "queue_wait", "submitted")
 
-    def __init__(self, message: BaseModel, future: asyncio.Future[BaseModel] | None, submitted: float) -> None:
+    def __init__(
+        self, message: BaseModel, future: asyncio.Future[BaseModel] | None, submitted: float, index: int = 0
+    ) -> None:
         self.message = message
+        self.index = index  # the item's position in its caller's request (what an ItemError reports)
         self.future = future
         self.submitted = submitted
         self.deadline = 0.0
@@ -206,7 +209,7 @@ class Batcher:
             QueueFullError: they do not all fit.
         """
         self._check_room(len(messages))
-        return [self._enqueue(m) for m in messages]
+        return [self._enqueue(m, i) for i, m in enumerate(messages)]
 
     def submit_job(self, job: Job) -> None:
         """Queue an accepted async job; `on_job_done` gets its result. Never times out.
@@ -241,10 +244,10 @@ class Batcher:
                 "retry later"
             )
 
-    def _enqueue(self, message: BaseModel) -> BatchItem:
+    def _enqueue(self, message: BaseModel, index: int = 0) -> BatchItem:
         assert self._loop is not None
         now = time.perf_counter()
-        item = BatchItem(message, self._loop.create_future(), now)
+        item = BatchItem(message, self._loop.create_future(), now, index)
         item.deadline = now + self.timeout_seconds
         self._queue.append(item)
         self._pending.append(item)
@@ -375,22 +378,24 @@ class Batcher:
         self._running_batch = len(batch)
         started = time.perf_counter()
         messages: list[BaseModel] = []
+        indices: list[int] = []
         jobs: dict[int, tuple[AsyncInputModel[Any], str]] | None = None
         for i, item in enumerate(batch):
             messages.append(item.message)
+            indices.append(item.index)
             if item.job is not None:
                 item.job.status = "running"
                 if jobs is None:
                     jobs = {}
                 jobs[i] = (item.job.request, item.job.job_id)
         try:
-            results = self.worker.run_messages(messages, jobs)
+            results = self.worker.run_messages(messages, jobs, indices)
         except Exception:
             # run_messages isolates pipeline failures itself; this guards against a bug in the worker or sender.
             logger.exception("model %s: batch of %d failed outside the pipeline", self.model_name, len(batch))
             results = [
-                ItemError(error="internal error while running the batch", index=i, kind="internal")
-                for i in range(len(batch))
+                ItemError(error="internal error while running the batch", index=item.index, kind="internal")
+                for item in batch
             ]
         finished = time.perf_counter()
         self._running_batch = 0

@@ -123,12 +123,16 @@ class Worker:
         self,
         messages: list[BaseModel],
         async_jobs: Mapping[int, tuple[AsyncInputModel[Any], str]] | None = None,
+        indices: Sequence[int] | None = None,
     ) -> list[BaseModel]:
         """Like `run_batch`, on the bare input models: the batcher's path, which skips wrapping every item.
 
         Args:
             messages: The inputs.
             async_jobs: For the positions that are async requests: the request and its job id.
+            indices: Each input's position in its caller's request, which its `ItemError` reports as ``index``
+                (the batch may hold several callers' requests). Default: its position in ``messages``, and 0
+                for an async request (a job is one item).
 
         Returns:
             One result per input, in order.
@@ -137,6 +141,7 @@ class Worker:
             return []
         with self._lock:
             results = self._infer(messages)
+        _set_caller_indices(results, indices, async_jobs)
         if async_jobs:
             for i, (request, job_id) in async_jobs.items():
                 self.deliver(request, results[i], job_id)
@@ -273,6 +278,23 @@ class Worker:
     @staticmethod
     def _all_failed(n: int, message: str) -> list[BaseModel]:
         return [ItemError(error=message, index=i, kind="internal") for i in range(n)]
+
+
+def _set_caller_indices(
+    results: list[BaseModel],
+    indices: Sequence[int] | None,
+    async_jobs: Mapping[int, tuple[AsyncInputModel[Any], str]] | None,
+) -> None:
+    """Make every `ItemError` say the caller's index, not where the item sat in the batch or in a bisected half.
+
+    Whatever index the pipeline gave (``item_error(..., index=i)`` counts within the inputs it was handed) is
+    replaced: only the server knows which request an item came from.
+    """
+    for i, result in enumerate(results):
+        if isinstance(result, ItemError):
+            index = indices[i] if indices is not None else (0 if async_jobs and i in async_jobs else i)
+            if result.index != index:
+                results[i] = result.model_copy(update={"index": index})
 
 
 class _IsolationState:

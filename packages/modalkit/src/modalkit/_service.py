@@ -137,7 +137,8 @@ class ModalService:
             for i, item in enumerate(items)
             if isinstance(item, AsyncInputModel)
         }
-        return worker.run_messages([item.message for item in items], async_jobs)
+        # Each input is a call of its own: a failed one reports index 0, not its place in Modal's batch.
+        return worker.run_messages([item.message for item in items], async_jobs, [0] * len(items))
 
     def _reload_volumes_if_due(self, worker: Worker) -> None:
         config = type(self).modal_utils

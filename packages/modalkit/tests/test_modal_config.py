@@ -345,3 +345,41 @@ def test_web_function_scales_on_its_own_keys_defaulting_to_the_class() -> None:
     assert (own["buffer_containers"], own["scaledown_window"]) == (0, 600)
     for key in ("min_containers", "max_containers", "buffer_containers", "scaledown_window"):
         assert key in inspect.signature(modal.App.function).parameters
+
+
+_APP_CALLING_MODALCONFIG = "from modalkit import ModalConfig\nconfig = ModalConfig()\n"
+
+
+def test_no_settings_falls_back_to_the_yaml_beside_the_app_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runpy
+
+    app_dir = tmp_path / "examples" / "svc"
+    app_dir.mkdir(parents=True)
+    (app_dir / "modalkit.yaml").write_text(
+        "app_settings: {app_prefix: beside}\nmodel_settings: {model_entries: {m: {}}}\n"
+    )
+    (app_dir / "app.py").write_text(_APP_CALLING_MODALCONFIG)
+    monkeypatch.chdir(tmp_path)  # like `modal deploy examples/svc/app.py` from the repo root
+    monkeypatch.delenv("MODALKIT_CONFIG", raising=False)
+    config = runpy.run_path(str(app_dir / "app.py"))["config"]
+    assert config.app_settings.app_prefix == "beside"
+    assert config.config_files == [app_dir / "modalkit.yaml"]
+
+
+def test_no_yaml_anywhere_names_both_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    from modalkit_config import ConfigFileNotFoundError
+
+    app_dir = tmp_path / "svc"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(_APP_CALLING_MODALCONFIG)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODALKIT_CONFIG", raising=False)
+    with pytest.raises(ConfigFileNotFoundError) as caught:
+        runpy.run_path(str(app_dir / "app.py"))
+    message = str(caught.value)
+    assert str(tmp_path / "modalkit.yaml") in message
+    assert str(app_dir / "modalkit.yaml") in message

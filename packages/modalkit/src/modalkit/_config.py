@@ -66,9 +66,14 @@ class ModalConfig:
         if settings is None:
             from modalkit_config import load_settings
 
-            settings = load_settings()
-            if config_files is None:
-                config_files = _configured_files()
+            beside = _beside_caller(sys._getframe(1).f_globals.get("__file__"))
+            if beside is not None:
+                settings = load_settings(beside)
+                config_files = [beside] if config_files is None else config_files
+            else:
+                settings = load_settings()
+                if config_files is None:
+                    config_files = _configured_files()
         self.settings: Settings = settings
         self._config_files = [Path(p).resolve() for p in (config_files or [])]
         self._image: Any = None
@@ -347,6 +352,25 @@ def _first(own: int | None, inherited: int | None) -> int | None:
 
 def _identity(obj: _T) -> _T:
     return obj
+
+
+def _beside_caller(app_file: object) -> Path | None:
+    """The ``modalkit.yaml`` beside the app file that called ``ModalConfig()``, when the default lookup would
+    find none: ``modal deploy examples/svc/app.py`` runs from the repo root, not from the app's folder.
+
+    Raises ConfigFileNotFoundError naming both places when neither holds the file.
+    """
+    from modalkit_config import ConfigFileNotFoundError, ConfigIssue, config_files
+
+    found = config_files()
+    default = (Path.cwd() / "modalkit.yaml").resolve()
+    if [p.resolve() for p in found] != [default] or default.is_file() or not isinstance(app_file, str):
+        return None  # MODALKIT_CONFIG names the files, or ./modalkit.yaml exists: the usual lookup applies
+    beside = Path(app_file).resolve().parent / "modalkit.yaml"
+    if beside.is_file():
+        return beside
+    message = f"not found, nor beside the app file at {beside}; pass a path or set {CONFIG_ENV}"
+    raise ConfigFileNotFoundError([ConfigIssue(str(default), "", None, message)])
 
 
 def _configured_files() -> list[Path]:

@@ -49,3 +49,20 @@ def test_every_stderr_line_is_a_json_record_from_the_first(sentiment: ServedProc
         assert isinstance(record, dict), line
         assert "message" in record, line
     assert "loading" in json.loads(lines[0])["message"]
+
+
+def test_an_over_long_batch_is_refused_by_its_count_with_a_small_body(sentiment: ServedProcess) -> None:
+    items = b",".join([b"1"] * 20000)  # 20k invalid items, well under the body limit
+
+    response = httpx.post(
+        sentiment.url + "/predict_batch",
+        content=b"[" + items + b"]",
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+
+    assert response.status_code == 422, response.text[:300]
+    assert check_json_error(response) is None
+    assert len(response.content) < 4096, len(response.content)
+    detail = response.json()["detail"]
+    assert [error["type"] for error in detail] == ["too_long"], detail

@@ -61,6 +61,10 @@ def error_reply(exc: Exception) -> Reply:
     raise exc
 
 
+MAX_REPORTED_ERRORS = 20
+"""How many validation problems a 422 lists; the rest are counted in one ``more_errors`` entry."""
+
+
 class Routes:
     """The predict handlers for one app.
 
@@ -84,7 +88,19 @@ class Routes:
         self.max_depth = server.max_json_depth
         self._validate_input = input_model.model_validate_json
         self._validate_async = self.async_model.model_validate_json
-        self._validate_batch = self.batch_adapter.validate_json
+        # The count is checked before any item is validated: an over-long batch costs a cheap parse, not a full
+        # validation, and its 422 is one error naming the limit instead of an echo of every item.
+        count_adapter: TypeAdapter[list[Any]] = TypeAdapter(
+            Annotated[list[Any], Field(max_length=server.max_batch_items)]
+        )
+        validate_items = self.batch_adapter.validate_json
+        check_count = count_adapter.validate_json
+
+        def validate_batch(body: bytes) -> Any:
+            check_count(body)
+            return validate_items(body)
+
+        self._validate_batch = validate_batch
 
     async def predict_sync(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
         """``POST /predict_sync``: one input, one output; a failed result as `failure_reply` answers it."""
@@ -176,16 +192,25 @@ def dump(result: BaseModel) -> bytes:
 
 
 def error_list(exc: ValidationError) -> list[dict[str, Any]]:
-    """FastAPI's 422 shape: each problem with its location under ``body`` (index and field names)."""
+    """FastAPI's 422 shape: each problem with its location under ``body`` (index and field names).
+
+    Bounded: the first `MAX_REPORTED_ERRORS` problems, then one ``more_errors`` entry with the count of the rest;
+    a list the problem is about (a whole batch, for ``too_long``) is not echoed back.
+    """
     errors: list[dict[str, Any]] = []
-    for error in exc.errors(include_url=False):
+    found = exc.errors(include_url=False)
+    for error in found[:MAX_REPORTED_ERRORS]:
         item: dict[str, Any] = {"type": error["type"], "loc": ["body", *error["loc"]], "msg": error["msg"]}
-        if error["type"] != "json_invalid":  # there the input is the raw body, possibly large
+        # json_invalid's input is the raw body and a list's may be the whole batch: neither is echoed.
+        if error["type"] != "json_invalid" and not isinstance(error.get("input"), list):
             item["input"] = error.get("input")
         ctx = error.get("ctx")
         if ctx:
             item["ctx"] = {k: v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in ctx.items()}
         errors.append(item)
+    if len(found) > MAX_REPORTED_ERRORS:
+        rest = len(found) - MAX_REPORTED_ERRORS
+        errors.append({"type": "more_errors", "loc": ["body"], "msg": f"{rest} more errors not shown", "count": rest})
     return errors
 
 

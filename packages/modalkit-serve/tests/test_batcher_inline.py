@@ -17,7 +17,7 @@ import pytest
 from modalkit_pipeline import ItemError
 from modalkit_serve import Worker
 from modalkit_serve._batcher import Batcher
-from modalkit_serve._scheduling import InlinePolicy
+from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve.errors import RequestTimeoutError
 from serve_support import ToyInput, ToyOutput, ToyPipeline
 
@@ -172,3 +172,35 @@ async def test_no_policy_never_runs_inline() -> None:
 
     assert len(pipeline.threads) == 20
     assert threading.get_ident() not in pipeline.threads
+
+
+@pytest.mark.parametrize(("hold", "sizes"), [(True, [4, 4]), (False, [4, 1, 3])])
+async def test_an_idle_model_holds_its_batch_for_the_callers_it_just_answered(hold: bool, sizes: list[int]) -> None:
+    # A generous bound (1 s) so the 10 ms gap between the callers' returns always fits: the test is about the rule
+    # being applied, not about timing.
+    pipeline = ThreadRecordingPipeline()
+    pipeline.always_slow = True
+    seen: list[int] = []
+    policy = HoldPolicy(max_batch_size=8, wait_seconds=1.0, cost_fraction=100.0) if hold else None
+    b = Batcher(
+        Worker(pipeline),
+        model_name="toy",
+        max_batch_size=8,
+        wait_ms=1000,
+        max_queue_size=100,
+        timeout_seconds=30,
+        on_batch=lambda model, size, wait, run: seen.append(size),
+        hold=policy,
+    )
+    b.start()
+    try:
+        first = b.submit_many([ToyInput(text=f"a{i}") for i in range(4)])
+        await asyncio.wait_for(asyncio.gather(*(b.result(i) for i in first)), GUARD)
+        one_back = b.submit(ToyInput(text="b0"))
+        await asyncio.sleep(0.01)
+        rest = b.submit_many([ToyInput(text=f"b{i}") for i in range(1, 4)])
+        await asyncio.wait_for(asyncio.gather(*(b.result(i) for i in [one_back, *rest])), GUARD)
+    finally:
+        await b.close(GUARD)
+
+    assert seen == sizes

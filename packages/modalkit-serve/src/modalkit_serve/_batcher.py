@@ -5,11 +5,12 @@ Callers on the event loop submit single items; one thread per model takes them i
 to the loop with one ``call_soon_threadsafe`` per batch, so the cost of crossing threads is paid per batch,
 not per item.
 
-When does a batch start? Never later than necessary: when the model is idle, the items that arrived in the
-current turn of the event loop run right away (a burst of concurrent requests lands in one batch, and a lone
-request does not wait for company). While the model is busy, items accumulate and the next batch takes up to
-``max_batch_size`` of them the moment the previous one finishes. ``wait_ms`` is therefore only an upper bound
-that this scheduling never reaches; it is kept so the same config means the same thing on Modal.
+When does a batch start? When the model is idle, the items that arrived in the current turn of the event loop
+are ready (a burst of concurrent requests lands in one batch). While the model is busy, items accumulate. Then
+the batch thread asks its `HoldPolicy` (``hold=``) whether to start now: a lone request never waits for
+company, but when the callers the last batch answered are about to send again, the thread holds the batch
+briefly (never longer than ``wait_ms``, nor a fraction of the batch's cost) so they land in it instead of
+splitting the batches in two. ``hold=None`` always starts at once.
 
 Inline batches for a model known to be fast. Handing a batch to the thread and its results back costs two
 cross-thread wake-ups (tens of microseconds each), which for a model that runs in microseconds is most of the
@@ -44,7 +45,7 @@ from pydantic import BaseModel
 
 from modalkit_pipeline import AsyncInputModel, ItemError
 from modalkit_serve._jobs import Job
-from modalkit_serve._scheduling import InlinePolicy
+from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve._worker import Worker
 from modalkit_serve.errors import NotReadyError, QueueFullError, RequestTimeoutError
 
@@ -82,7 +83,7 @@ class Batcher:
     Args:
         worker: Runs each batch.
         max_batch_size: The most items in one batch.
-        wait_ms: The most an item waits for batch-mates (an upper bound; see the module docstring).
+        wait_ms: The most an idle model holds a batch for batch-mates (see the module docstring and `hold`).
         max_queue_size: The most items waiting (not yet in a batch); beyond it `submit` raises `QueueFullError`.
         timeout_seconds: A sync item not answered within this gets `RequestTimeoutError` (async jobs never
             time out: they were accepted and are always run and delivered).
@@ -90,6 +91,7 @@ class Batcher:
         on_batch: Called on the event loop after each batch (see `BatchObserver`).
         on_job_done: Called on the event loop with each finished async job and its result.
         inline: When an idle model's batch may run on the event loop (see the module docstring); None never.
+        hold: Whether an idle model holds a batch for more items (see the module docstring); None never.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class Batcher:
         on_batch: BatchObserver | None = None,
         on_job_done: Callable[[Job, BaseModel], object] | None = None,
         inline: InlinePolicy | None = None,
+        hold: HoldPolicy | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or timeout_seconds <= 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1 and timeout_seconds > 0")
@@ -133,6 +136,7 @@ class Batcher:
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_every = max(0.005, min(0.1, timeout_seconds / 10))
         self.inline = inline
+        self.hold = hold
         # Held by whoever takes and runs a batch: the batch thread, or the loop for an inline batch. The policy
         # is only recorded into under it, so one thread at a time.
         self._batch_lock = threading.Lock()
@@ -272,7 +276,7 @@ class Batcher:
                 batch = self._take() if self._idle else []
                 if batch:
                     results, started, finished = self._execute(batch)
-                    self._observe(finished - started, inline=True)
+                    self._observe(len(batch), finished - started, inline=True)
                     # The sweep could not run while the loop was busy: callers past their deadline get the
                     # timeout they would have got had the batch run on the thread.
                     self._expire(finished)
@@ -288,8 +292,10 @@ class Batcher:
         policy = self.inline
         return policy is not None and not self._closing and self.worker.ready and policy.allows()
 
-    def _observe(self, seconds: float, *, inline: bool) -> None:
+    def _observe(self, size: int, seconds: float, *, inline: bool) -> None:
         # Called by whichever thread ran the batch; both run one at a time under _batch_lock.
+        if self.hold is not None:
+            self.hold.record(size, queued=len(self._queue), seconds=seconds)
         policy = self.inline
         if policy is not None and policy.record(seconds, inline=inline):
             (logger.info if policy.trips == 1 else logger.debug)(
@@ -349,6 +355,18 @@ class Batcher:
                     else:
                         wake.acquire()  # until _wake_thread releases it (a spurious wake-up just loops)
                     continue
+                hold = self.hold
+                if hold is not None and not self._closing:
+                    ready = len(queue)
+                    delay = hold.hold(ready)
+                    if delay > 0.0:
+                        # Asleep for the hold, but every new item wakes the thread (`_idle`) to ask again;
+                        # re-checked after publishing, as above.
+                        self._idle = True
+                        if len(queue) == ready and not self._closing:
+                            wake.acquire(timeout=delay)
+                        self._idle = False
+                        continue
                 with self._batch_lock:
                     batch = self._take()
                     if batch:
@@ -371,7 +389,7 @@ class Batcher:
 
     def _run(self, batch: list[BatchItem]) -> None:
         results, started, finished = self._execute(batch)
-        self._observe(finished - started, inline=False)
+        self._observe(len(batch), finished - started, inline=False)
         self._post(self._complete, batch, results, started, finished)
 
     def _execute(self, batch: list[BatchItem]) -> tuple[list[BaseModel], float, float]:

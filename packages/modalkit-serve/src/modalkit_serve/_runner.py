@@ -20,7 +20,7 @@ from modalkit_serve._ids import new_job_id
 from modalkit_serve._jobs import Job, JobStore, JobView
 from modalkit_serve._journal import JobJournal, JournalRow
 from modalkit_serve._metrics import ServeMetrics
-from modalkit_serve._scheduling import InlinePolicy
+from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve._worker import Worker, safe_error_message
 from modalkit_serve.errors import NotReadyError, QueueFullError, UnknownModelError
 
@@ -335,6 +335,9 @@ class LocalRunner:
                 on_batch=self.metrics.observe_batch,
                 on_job_done=self._job_done,
                 inline=InlinePolicy(),
+                hold=HoldPolicy(
+                    max_batch_size=app.batch_config.max_batch_size, wait_seconds=app.batch_config.wait_ms / 1000
+                ),
             )
             batcher.start()
             self._batchers[name] = batcher

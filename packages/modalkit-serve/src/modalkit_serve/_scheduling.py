@@ -7,10 +7,11 @@ given, so a test drives it with a fake one. The `Batcher` asks it (``allows()``)
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
-__all__ = ["Clock", "InlinePolicy"]
+__all__ = ["Clock", "HoldPolicy", "InlinePolicy"]
 
 Clock = Callable[[], float]
 """Seconds on a monotonic clock (``time.perf_counter`` unless a test gives its own)."""
@@ -71,3 +72,84 @@ class InlinePolicy:
         self._off_until = self.clock() + self.backoff_seconds
         self.fast_streak = 0
         return True
+
+
+class HoldPolicy:
+    """Should an idle model start a batch now, or hold it briefly because more items are about to arrive?
+
+    The callers a batch answered usually send again within a millisecond or two (a closed loop), and items that
+    queued while it ran are waiting too. Starting the next batch with only the first few of them splits the
+    batch in two for good: the rest wait a whole model call. So after each batch the policy expects
+    ``queued + ratio * size`` items (at most ``max_batch_size``), where ``ratio`` is the learned share of
+    answered callers that came back in time, and holds until that many are ready, or until the bound passed:
+    ``min(wait_seconds, cost_fraction * batch cost)`` after the batch finished. A lone caller (a batch of 1,
+    nothing queued) never waits; nor do a full batch, ``wait_seconds`` 0, or a model so fast that the hold would
+    be under ``min_hold_seconds`` (there the inline path is what pays).
+
+    The ratio only falls when a hold ran to its bound short of the expected items (the traffic is open-loop,
+    or the callers slower than the bound), and rises when the expected items came while holding, so the
+    policy stops holding for traffic that does not come back and starts again when it does.
+
+    Args:
+        max_batch_size: The most items in one batch.
+        wait_seconds: ``wait_ms`` / 1000: no hold lasts longer.
+        cost_fraction: No hold lasts longer than this share of the moving average of batch times.
+        min_hold_seconds: Holds shorter than this are not worth a thread wake-up: run at once.
+        clock: Where time comes from.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_batch_size: int,
+        wait_seconds: float,
+        cost_fraction: float = 0.15,
+        min_hold_seconds: float = 100e-6,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        self.max_batch_size = max_batch_size
+        self.wait_seconds = wait_seconds
+        self.cost_fraction = cost_fraction
+        self.min_hold_seconds = min_hold_seconds
+        self.clock = clock
+        self.ratio = 1.0  # share of a batch's callers that came back within the hold's bound
+        self.average_seconds = 0.0  # moving average of batch run times
+        self._size = 0  # the last batch's size; 0 before the first
+        self._queued = 0  # items waiting when it finished
+        self._finished = 0.0
+        self._held = False  # this cycle already held once
+        self._observed = True  # this cycle's outcome went into ratio
+
+    def record(self, size: int, *, queued: int, seconds: float) -> None:
+        """A batch of ``size`` items just finished after ``seconds``, with ``queued`` items waiting."""
+        self.average_seconds = seconds if self.average_seconds == 0.0 else 0.8 * self.average_seconds + 0.2 * seconds
+        self._size = size
+        self._queued = queued
+        self._finished = self.clock()
+        self._held = False
+        self._observed = False
+
+    def hold(self, ready: int) -> float:
+        """Seconds to wait before starting a batch from ``ready`` items; 0.0 means start it now."""
+        if self._size == 0 or ready >= self.max_batch_size:
+            return 0.0
+        bound = min(self.wait_seconds, self.cost_fraction * self.average_seconds)
+        if bound < self.min_hold_seconds:
+            return 0.0
+        expected = min(self.max_batch_size, math.floor(self._queued + self.ratio * self._size + 0.5))
+        left = self._finished + bound - self.clock()
+        if ready >= expected:
+            came = 1.0 if self._held else min(1.0, max(0, ready - self._queued) / self._size)
+            self._observe(came, upward_only=not self._held)
+            return 0.0
+        if left <= 0.0:
+            self._observe(min(1.0, max(0, ready - self._queued) / self._size), upward_only=False)
+            return 0.0
+        self._held = True
+        return left
+
+    def _observe(self, came: float, *, upward_only: bool) -> None:
+        if self._observed or (upward_only and came <= self.ratio):
+            return
+        self._observed = True
+        self.ratio = 0.5 * self.ratio + 0.5 * came

@@ -6,8 +6,10 @@
 Scenario ``trivial``: a model that takes microseconds (``len(text)``); modalkit with batching on
 (max_batch_size 32) against a bare FastAPI + uvicorn endpoint, at 1, 16 and 64 connections.
 Scenario ``accel``: a simulated accelerator (20 ms + 0.5 ms per item, one batch at a time under a lock);
-modalkit and LitServe 0.2.19 (both batching up to 32) against the bare endpoint calling the model once per
-request, at 1 and 64 connections. Its physical limit is 32 / (0.020 + 0.0005 * 32) = 889 requests/s.
+modalkit and LitServe 0.2.19 (both batching up to 32; LitServe with ``batch_timeout`` 0.01 as in issue 16)
+against the bare endpoint calling the model once per request, at 1, 4, 16, 32 and 64 connections. Its physical
+limit is 32 / (0.020 + 0.0005 * 32) = 889 requests/s; ``bound(c)``, the best c closed-loop clients can get,
+is min(c, 32) items per call: min(c, 32) / (0.020 + 0.0005 * min(c, 32)) requests/s.
 
 Every server runs as its own process on a free loopback port; all servers of a scenario run side by side and
 their measured windows are interleaved, so background load hits them alike. Each window is one wrk process;
@@ -45,7 +47,7 @@ from _servers import (
 )
 
 sys.path.insert(0, str(BENCH_DIR / "apps"))
-from sim_models import ACCEL_BASE_SECONDS, ACCEL_PER_ITEM_SECONDS, physical_limit_rps
+from sim_models import ACCEL_BASE_SECONDS, ACCEL_PER_ITEM_SECONDS, MAX_BATCH_SIZE, physical_limit_rps
 
 RESULTS_DIR = BENCH_DIR / "results"
 TEXT = "modalkit benchmark: a short sentence to measure."
@@ -189,7 +191,15 @@ def modalkit_contenders(app: str, *, quiet_variant: bool) -> list[Contender]:
     return out
 
 
-def build_scenarios(selected: str, litserve_trivial: bool, fast_queue: bool) -> list[Scenario]:
+def bound_rps(connections: int) -> float:
+    """The most ``connections`` closed-loop clients can get from the accelerator: all of them in every call."""
+    n = min(connections, MAX_BATCH_SIZE)
+    return n / (ACCEL_BASE_SECONDS + ACCEL_PER_ITEM_SECONDS * n)
+
+
+def build_scenarios(
+    selected: str, litserve_trivial: bool, fast_queue: bool, accel_concurrencies: tuple[int, ...] = (1, 4, 16, 32, 64)
+) -> list[Scenario]:
     bare = [sys.executable, "apps/bare_fastapi.py"]
     scenarios = []
     need_litserve = selected in ("all", "accel") or litserve_trivial
@@ -206,10 +216,17 @@ def build_scenarios(selected: str, litserve_trivial: bool, fast_queue: bool) -> 
         contenders = [Contender("bare FastAPI (unbatched)", [*bare, "accel", "--port", "{port}"], "/health")]
         contenders += modalkit_contenders("accel", quiet_variant=False)
         if ls_python:
-            argv = [str(ls_python), "apps/litserve_app.py", "accel", "--port", "{port}", *ls_args]
-            contenders.append(Contender("LitServe 0.2.19", argv, "/health"))
+            argv = [str(ls_python), "apps/litserve_app.py", "accel", "--port", "{port}", "--batch-timeout", "0.01"]
+            contenders.append(Contender("LitServe 0.2.19", [*argv, *ls_args], "/health"))
         scenarios.append(
-            Scenario("accel", "(b) simulated accelerator", "accel", (1, 64), "bare FastAPI (unbatched)", contenders)
+            Scenario(
+                "accel",
+                "(b) simulated accelerator",
+                "accel",
+                accel_concurrencies,
+                "bare FastAPI (unbatched)",
+                contenders,
+            )
         )
     return scenarios
 
@@ -294,7 +311,7 @@ def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
     head = "| c | server | req/s | p50 ms | p99 ms | errors | req/s vs base | p50 vs base | server CPU us/req |"
     head += " mean batch |"
     if accel:
-        head += " % of limit |"
+        head += " % of limit | % of bound(c) |"
     lines = [f"### {scenario.title}", "", head, "|" + " --- |" * (head.count("|") - 1)]
     names = [c.name for c in scenario.contenders]
     for conc in scenario.concurrencies:
@@ -309,7 +326,7 @@ def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
                 f"{cell.cpu_us:,.0f} | {cell.mean_batch} |"
             )
             if accel:
-                row += f" {cell.rps / limit:.0%} |"
+                row += f" {cell.rps / limit:.0%} | {cell.rps / bound_rps(conc):.0%} |"
             lines.append(row)
     lines += ["", *targets(scenario, cells)]
     return lines
@@ -333,16 +350,23 @@ def targets(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]
     else:
         limit = physical_limit_rps()
         bare_model_ms = (ACCEL_BASE_SECONDS + ACCEL_PER_ITEM_SECONDS) * 1000
-        m64, m1 = cells.get((mk, 64)), cells.get((mk, 1))
-        if m64:
-            check(
-                m64.rps >= 0.95 * limit, f"c=64 {m64.rps:,.0f} req/s = {m64.rps / limit:.1%} of {limit:,.0f} (>= 95%)"
-            )
-            ls = cells.get(("LitServe 0.2.19", 64))
+        m1 = cells.get((mk, 1))
+        for conc in scenario.concurrencies:
+            m = cells.get((mk, conc))
+            if m is None:
+                continue
+            bound = bound_rps(conc)
+            if conc >= 4:
+                check(
+                    m.rps >= 0.95 * bound,
+                    f"c={conc} {m.rps:,.0f} req/s = {m.rps / bound:.1%} of bound(c) {bound:,.0f} (>= 95%; "
+                    f"{m.rps / limit:.1%} of the limit), mean batch {m.mean_batch}",
+                )
+            ls = cells.get(("LitServe 0.2.19", conc))
             if ls:
-                check(m64.rps > ls.rps, f"c=64 ahead of LitServe: {m64.rps:,.0f} vs {ls.rps:,.0f} req/s")
+                check(m.rps > ls.rps, f"c={conc} ahead of LitServe: {m.rps:,.0f} vs {ls.rps:,.0f} req/s")
             else:
-                out.append("- LitServe was not measured in this run")
+                out.append(f"- c={conc}: LitServe was not measured in this run")
         if m1:
             check(
                 m1.p50_ms <= 1.1 * bare_model_ms,
@@ -362,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured wrk run before the windows")
     parser.add_argument(
         "--concurrency", type=int, action="append", help="only these connection counts (repeatable; default: all)"
+    )
+    parser.add_argument(
+        "--accel-concurrencies", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 4, 16, 32, 64)
     )
     parser.add_argument("--litserve-trivial", action="store_true", help="also run LitServe in the trivial scenario")
     parser.add_argument("--fast-queue", action="store_true", help="LitServe with ZeroMQ queues (fast_queue=True)")
@@ -386,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results: dict[str, object] = {"machine": machine, "date": stamp, "args": {k: str(v) for k, v in vars(args).items()}}
     try:
-        for scenario in build_scenarios(args.scenario, args.litserve_trivial, args.fast_queue):
+        for scenario in build_scenarios(
+            args.scenario, args.litserve_trivial, args.fast_queue, args.accel_concurrencies
+        ):
             if args.concurrency:
                 scenario = dataclasses.replace(scenario, concurrencies=tuple(args.concurrency))
             cells = run_scenario(scenario, args, logs_dir)

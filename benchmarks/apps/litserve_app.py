@@ -40,10 +40,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=["trivial", "accel"])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--batch-timeout", type=float, default=BATCH_WAIT_SECONDS, help="LitServe's batch_timeout (s)")
     parser.add_argument("--fast-queue", action="store_true", help="ZeroMQ queues (LitServe's advice above 100 req/s)")
     args = parser.parse_args()
     api = LengthAPI(
-        args.model, max_batch_size=MAX_BATCH_SIZE, batch_timeout=BATCH_WAIT_SECONDS, api_path="/predict_sync"
+        args.model, max_batch_size=MAX_BATCH_SIZE, batch_timeout=args.batch_timeout, api_path="/predict_sync"
     )
     server = ls.LitServer(
         api, accelerator="cpu", devices=1, workers_per_device=1, timeout=60, fast_queue=args.fast_queue

@@ -64,7 +64,7 @@ async def test_two_versions_are_served_side_by_side(served: tuple[httpx.AsyncCli
     assert sum(r["digit"] == label for r, label in zip(batch.json(), labels, strict=True)) >= 18
 
     missing = await client.post("/predict_sync", json={"pixels": images[0]})  # two models: say which
-    assert missing.status_code == 404
+    assert missing.status_code == 422
     assert "pass ?model_name= one of: digits_v1, digits_v2" in missing.text
     assert (await client.post("/predict_sync?model_name=digits_v3", json={"pixels": images[0]})).status_code == 404
 

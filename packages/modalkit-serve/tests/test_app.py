@@ -458,7 +458,7 @@ async def test_model_name_is_required_when_several_models_are_served() -> None:
         missing = await s.client.post("/predict_sync", json={"text": "a"})
         two = await s.client.post("/predict_sync", params={"model_name": "two"}, json={"text": "a"})
 
-    assert missing.status_code == 404
+    assert missing.status_code == 422  # a bad request, not a missing resource
     assert "model_name is required" in missing.json()["detail"]
     assert "one, two" in missing.json()["detail"]
     assert two.status_code == 200

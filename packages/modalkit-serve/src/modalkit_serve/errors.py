@@ -55,6 +55,7 @@ class UnknownModelError(ServeError):
         self.known = list(known)
         names = ", ".join(self.known)
         if model_name is None:
+            self.status_code = 422  # a bad request: the caller must say which model
             msg = f"model_name is required when several models are served; pass ?model_name= one of: {names}"
         else:
             msg = f"unknown model {model_name!r}; known models: {names}"

@@ -359,7 +359,14 @@ async def test_a_failing_async_job_goes_to_the_failure_queue(served: Served) -> 
     [message] = [json.loads(m) for m in served.backend.messages("failed")]
     assert message["job_id"] == job_id
     assert message["status"] == "error"
-    status = (await served.client.get(f"/jobs/{job_id}")).json()
+    # The batch thread hands the result to the sender before the event loop records the job's status, so the
+    # message can arrive a moment before /jobs says "error" (a known ordering gap, noted on issue 13).
+    status: dict[str, Any] = {}
+    for _ in range(200):
+        status = (await served.client.get(f"/jobs/{job_id}")).json()
+        if status["status"] not in ("pending", "running"):
+            break
+        await asyncio.sleep(0.01)
     assert status["status"] == "error"
     assert status["result"]["error"] == "ValueError: cannot handle 'raise'"
     assert status["result"]["kind"] == "internal"

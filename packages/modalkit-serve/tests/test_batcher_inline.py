@@ -30,7 +30,7 @@ class ThreadRecordingPipeline(ToyPipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__("toy", ".", {})
         self.threads: list[int] = []
-        self.slow_seconds = 0.005
+        self.slow_seconds = 0.2
         self.always_slow = False
 
     def predict(self, input_list: list[ToyInput], preprocessed_data: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +41,9 @@ class ThreadRecordingPipeline(ToyPipeline):
 
 
 def make(pipeline: ToyPipeline, fast_seconds: float = 1.0, **kw: Any) -> Batcher:
-    # Generous "fast" (any batch of this toy model qualifies) and a tight limit a 5 ms sleep always exceeds.
-    policy = InlinePolicy(fast_seconds=fast_seconds, limit_seconds=0.002, warmup_batches=4)
+    # Generous "fast" (any batch of this toy model qualifies) and a limit a 200 ms sleep always exceeds, yet wide
+    # enough (50 ms) that a fast toy batch preempted on a loaded machine does not trip it by chance.
+    policy = InlinePolicy(fast_seconds=fast_seconds, limit_seconds=0.05, warmup_batches=4)
     return Batcher(
         Worker(pipeline), model_name="toy", max_batch_size=8, wait_ms=10, max_queue_size=100, inline=policy, **kw
     )
@@ -100,7 +101,7 @@ async def test_one_slow_inline_batch_turns_inline_running_off(caplog: pytest.Log
             await one(b, f"w{i}")
         assert pipeline.threads[-1] == loop_thread
         with caplog.at_level("INFO", logger="modalkit.batcher"):
-            await one(b, "slow")  # inline, and past the 2 ms limit
+            await one(b, "slow")  # inline, and past the 50 ms limit
             later = [await one(b, f"t{i}") for i in range(10)]
     finally:
         await b.close(GUARD)
@@ -114,7 +115,7 @@ async def test_one_slow_inline_batch_turns_inline_running_off(caplog: pytest.Log
 async def test_a_model_slow_from_the_start_never_runs_inline() -> None:
     pipeline = ThreadRecordingPipeline()
     pipeline.always_slow = True
-    b = make(pipeline, fast_seconds=0.001, timeout_seconds=30)  # a 5 ms batch is never fast
+    b = make(pipeline, fast_seconds=0.001, timeout_seconds=30)  # a 200 ms batch is never fast
     b.start()
     loop_thread = threading.get_ident()
     try:

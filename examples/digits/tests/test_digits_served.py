@@ -163,3 +163,23 @@ def test_train_script_names_an_unknown_model(
     assert train_script.main(["--config", str(CONFIG), "--folder", str(tmp_path), "--model", "digits_v9"]) == 2
 
     assert "no model entry 'digits_v9' (known: digits_v1, digits_v2)" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_modalkit_serve_from_another_folder_keeps_the_models_beside_the_config(
+    serving: Callable[..., Any], tmp_path: Path
+) -> None:
+    example = tmp_path / "example"
+    example.mkdir()
+    for name in ("app.py", "digits_model.py", "modalkit.yaml"):
+        shutil.copy(EXAMPLE / name, example / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    images, _ = held_out(1)
+
+    with serving(example / "app.py", cwd=elsewhere) as server:
+        status, _ = server.post("/predict_sync?model_name=digits_v1", {"pixels": images[0]})
+
+    assert status == 200
+    assert not (elsewhere / "models").exists()
+    assert sorted(p.name for p in (example / "models").iterdir()) == ["digits_v1.joblib", "digits_v2.joblib"]

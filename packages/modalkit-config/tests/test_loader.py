@@ -59,7 +59,7 @@ def test_earlier_example_file_validates_and_warns_about_each_deprecated_key(fixt
     assert app.batch_config.max_batch_size == 32
     assert app.batch_config.wait_ms == 100
     models = settings.model_settings
-    assert models.local_model_repository_folder == "./models"
+    assert models.local_model_repository_folder == str(path.parent / "models")  # relative to the file
     assert models.common == {"device": "cuda", "cache_dir": "./cache"}
     assert models.model_entries == {"my_model": {"model_path": "models/my_model.pt", "batch_size": 16}}
 
@@ -554,3 +554,36 @@ def test_issue_formats_without_file_or_line() -> None:
     assert str(ConfigIssue(None, "a.b", None, "bad")) == "a.b: bad"
     assert str(ConfigIssue("f.yaml", "", 3, "bad")) == "f.yaml:3: bad"
     assert str(ConfigIssue("f.yaml", "a", None, "bad")) == "f.yaml: a: bad"
+
+
+def test_relative_paths_resolve_against_the_file_that_set_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path / "project" / "modalkit.yaml"
+    overlay = tmp_path / "overlays" / "dev.yaml"
+    base.parent.mkdir()
+    overlay.parent.mkdir()
+    base.write_text(MINIMAL_YAML.replace("model_settings:", "model_settings:\n  local_model_repository_folder: models"))
+    overlay.write_text(
+        "app_settings:\n  deployment_config:\n    mounts:\n"
+        "      - {local_path: helper.py, remote_path: /root/helper.py}\n"
+        "      - {local_path: /abs/data.txt, remote_path: /root/data.txt}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    settings = load_settings([base, overlay], env={}, env_file=None)
+
+    assert settings.model_settings.local_model_repository_folder == str(base.parent / "models")
+    mounts = settings.app_settings.deployment_config.mounts
+    assert [m.local_path for m in mounts] == [str(overlay.parent / "helper.py"), "/abs/data.txt"]
+    monkeypatch.setenv("MODALKIT_CONFIG", str(base))
+    assert Settings(_env_file=None).model_settings.local_model_repository_folder == str(base.parent / "models")
+
+
+def test_a_relative_path_from_an_environment_variable_stays_relative_to_the_working_directory(write: Write) -> None:
+    path = write("modalkit.yaml", MINIMAL_YAML)
+    env = {"MODALKIT_MODEL_SETTINGS__LOCAL_MODEL_REPOSITORY_FOLDER": "models"}
+
+    settings = load_settings(path, env=env, env_file=None)
+
+    assert settings.model_settings.local_model_repository_folder == "models"

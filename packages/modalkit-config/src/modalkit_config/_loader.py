@@ -69,6 +69,7 @@ class _Build:
     issues: list[ConfigIssue] = field(default_factory=list)
     deprecations: list[ConfigIssue] = field(default_factory=list)
     file_rank: dict[str, int] = field(default_factory=dict)
+    yaml_files: set[str] = field(default_factory=set)
 
 
 def load_settings(
@@ -107,7 +108,7 @@ def load_settings(
     variables = _read_variables(os.environ if env is None else env, env_file)
     files, default = _config_files(paths, variables)
     layers = [_read_file(path, default) for path in files]
-    build = _Build(fallback_file=str(files[0]))
+    build = _Build(fallback_file=str(files[0]), yaml_files={str(path) for path in files})
     return _build(build, [(str(path), layer) for path, layer in zip(files, layers, strict=True)], variables)
 
 
@@ -159,6 +160,7 @@ def _build(build: _Build, layers: list[tuple[str, _Layer]], variables: dict[str,
         env_layer = _variables_layer(variables, build)
         _rename_deprecated(env_layer, build)
         _merge(build, env_layer)
+    _resolve_paths(build)
     _warn_deprecations(build, stacklevel=4)
     return _validate(build)
 
@@ -180,12 +182,13 @@ def merged_files(paths: StrPath | Sequence[StrPath] | None = None) -> _Build:
     """
     variables = _read_variables(os.environ, None)
     files, default = _config_files(paths, variables)
-    build = _Build(fallback_file=str(files[0]))
+    build = _Build(fallback_file=str(files[0]), yaml_files={str(path) for path in files})
     for path in files:
         layer = _read_file(path, default)
         build.file_rank.setdefault(str(path), len(build.file_rank))
         _rename_deprecated(layer, build)
         _merge(build, layer)
+    _resolve_paths(build)
     _warn_deprecations(build, stacklevel=6)
     return build
 
@@ -435,6 +438,25 @@ def _validate(build: _Build) -> Settings:
         if not build.issues:
             return settings
     raise ConfigValidationError(sorted(build.issues, key=lambda issue: _issue_order(build, issue)))
+
+
+def _resolve_paths(build: _Build) -> None:
+    """Make each relative local path set in a YAML file relative to that file's folder.
+
+    Paths from environment variables (and ``.env``) keep the working directory as their base.
+    """
+    candidates: list[KeyPath] = [("model_settings", "local_model_repository_folder")]
+    mounts = _get_path(build.data, ("app_settings", "deployment_config", "mounts"))
+    if isinstance(mounts, list):
+        candidates += [("app_settings", "deployment_config", "mounts", i, "local_path") for i in range(len(mounts))]
+    for path in candidates:
+        parent: Any = build.data
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else parent[key] if isinstance(parent, list) else None
+        value = parent.get(path[-1]) if isinstance(parent, dict) else None
+        origin = _origin_of(build.origins, path, "")
+        if isinstance(value, str) and value and origin.file in build.yaml_files and not Path(value).is_absolute():
+            parent[path[-1]] = str(Path(origin.file).resolve().parent / value)
 
 
 def _issue_order(build: _Build, issue: ConfigIssue) -> tuple[int, bool, int]:

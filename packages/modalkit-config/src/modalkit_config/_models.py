@@ -246,7 +246,8 @@ class Mount(_Model):
     """A local file or directory added to the container image."""
 
     local_path: str
-    """Path on the machine running the deploy."""
+    """Path on the machine running the deploy; a relative path is relative to the YAML file that sets it
+    (from an environment variable: to the working directory)."""
     remote_path: str
     """Absolute path inside the container."""
     type: Literal["file", "dir"] = "file"
@@ -641,7 +642,8 @@ class ModelSettings(_Model):
     """The models served and the keyword arguments each pipeline is built with."""
 
     local_model_repository_folder: str = "."
-    """Folder holding the model files, passed to pipelines as `all_model_data_folder`."""
+    """Folder holding the model files, passed to pipelines as `all_model_data_folder`. A relative path is
+    relative to the YAML file that sets it (from an environment variable: to the working directory)."""
     common: dict[str, Any] = Field(default_factory=dict)
     """Settings shared by every model (passed to pipelines as `common_settings`)."""
     model_entries: dict[str, dict[str, Any]] = Field(min_length=1)

@@ -98,6 +98,21 @@ def test_serve_explains_a_file_without_a_service(tmp_path: Path) -> None:
     assert "ModalService" in result.stderr
 
 
+def test_serve_reports_an_unknown_queue_backend_in_one_line(tmp_path: Path) -> None:
+    shutil.copytree(APPS, tmp_path / "project")
+    (tmp_path / "project" / "modalkit.yaml").write_text(
+        "app_settings:\n  app_prefix: x\n  queue_config:\n    backend: memroy\n"
+        "model_settings:\n  model_entries: {translation_model: {}}\n"
+    )
+    result = modalkit("serve", str(tmp_path / "project" / "modal_translation_app.py"), "--port", "0", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "memroy" in line]
+    assert len(errors) == 1, result.stderr
+    assert "queue_config.backend" in errors[0]
+    assert "did you mean 'memory'?" in errors[0]
+
+
 # --- validate and schema ----------------------------------------------------------------------------------------
 
 
@@ -116,6 +131,22 @@ def test_validate_lists_every_error(tmp_path: Path) -> None:
 
 def test_validate_accepts_a_good_file() -> None:
     result = modalkit("validate", str(FIXTURES / "full.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_validate_knows_the_registered_queue_backends(tmp_path: Path) -> None:
+    config = tmp_path / "modalkit.yaml"
+    config.write_text(
+        "app_settings:\n  app_prefix: x\n  queue_config:\n    backend: memroy\n"
+        "model_settings:\n  model_entries: {m: {}}\n"
+    )
+    result = modalkit("validate", str(config), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{config}:4: app_settings.queue_config.backend: " in result.stdout
+    assert "did you mean 'memory'?" in result.stdout
+    # A name unlike any built-in may be registered by the app file, which validate does not run.
+    config.write_text(config.read_text().replace("memroy", "rabbit"))
+    result = modalkit("validate", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

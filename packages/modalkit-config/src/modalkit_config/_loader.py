@@ -11,7 +11,7 @@ import copy
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from modalkit_config._messages import accepts_string, annotation_at, problems_from
-from modalkit_config._models import DEPRECATED_KEYS, Settings, rename_deprecated_keys
+from modalkit_config._models import DEPRECATED_KEYS, Settings, known_queue_backends, rename_deprecated_keys
 from modalkit_config._paths import KeyPath, format_key_path
 from modalkit_config._yaml import read_yaml
 from modalkit_config.errors import (
@@ -70,6 +70,7 @@ class _Build:
     deprecations: list[ConfigIssue] = field(default_factory=list)
     file_rank: dict[str, int] = field(default_factory=dict)
     yaml_files: set[str] = field(default_factory=set)
+    queue_backends: Collection[str] | None = None
 
 
 def load_settings(
@@ -77,6 +78,7 @@ def load_settings(
     *,
     env: Mapping[str, str] | None = None,
     env_file: StrPath | None = ".env",
+    queue_backends: Collection[str] | None = None,
 ) -> Settings:
     """Read, merge and validate the configuration.
 
@@ -96,6 +98,8 @@ def load_settings(
         paths: One path or several; a single string is one path (commas are split only in ``MODALKIT_CONFIG``).
         env: Environment to read variables from; pass ``{}`` to ignore the environment.
         env_file: A ``.env`` file to read ``MODALKIT_`` variables (and ``MODALKIT_CONFIG``) from; None skips it.
+        queue_backends: The registered queue backend names, if the caller knows them: a ``queue_config.backend``
+            close to one of them but not in them is an error with a "did you mean".
 
     Returns:
         The validated settings.
@@ -108,7 +112,7 @@ def load_settings(
     variables = _read_variables(os.environ if env is None else env, env_file)
     files, default = _config_files(paths, variables)
     layers = [_read_file(path, default) for path in files]
-    build = _Build(fallback_file=str(files[0]), yaml_files={str(path) for path in files})
+    build = _Build(fallback_file=str(files[0]), yaml_files={str(path) for path in files}, queue_backends=queue_backends)
     return _build(build, [(str(path), layer) for path, layer in zip(files, layers, strict=True)], variables)
 
 
@@ -428,7 +432,11 @@ def _walk_paths(value: Any, path: KeyPath, visit: Callable[[KeyPath, None], obje
 
 def _validate(build: _Build) -> Settings:
     try:
-        settings = Settings.model_validate(build.data)
+        token = known_queue_backends.set(build.queue_backends)
+        try:
+            settings = Settings.model_validate(build.data)
+        finally:
+            known_queue_backends.reset(token)
     except ValidationError as exc:
         raw = {path: origin.raw for path, origin in build.origins.items() if origin.raw is not None}
         for problem in problems_from(exc, build.data, raw):

@@ -7,9 +7,11 @@ the JSON Schema. Limits mirror Modal's own, so a bad file fails when it is read 
 from __future__ import annotations
 
 import contextvars
+import difflib
 import posixpath
 import re
 import warnings
+from collections.abc import Collection
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -498,6 +500,13 @@ class QueueConfig(_Model):
             raise ValueError(
                 f"expected a backend name such as 'memory', 'sqs', 'taskiq' or a registered name (got {value!r})"
             )
+        # The caller may say which backends are registered (modalkit-config does not import modalkit-queue).
+        # A name unlike all of them may still be registered by the app file, so only a near miss is an error.
+        known = known_queue_backends.get()
+        if known is not None and value not in known:
+            close = difflib.get_close_matches(value, sorted(known), n=1)
+            if close:
+                raise ValueError(f"unknown queue backend {value!r}; did you mean {close[0]!r}?")
         return value
 
 
@@ -728,5 +737,9 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, dotenv_settings, file_secret_settings, YamlConfigSource(settings_cls))
 
 
+known_queue_backends: contextvars.ContextVar[Collection[str] | None] = contextvars.ContextVar(
+    "modalkit_queue_backends", default=None
+)
+"""The registered queue backend names while the loader validates, when its caller gave them."""
 _data_only: contextvars.ContextVar[bool] = contextvars.ContextVar("modalkit_data_only", default=False)
 _last_input: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("modalkit_input", default=None)

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from modalkit_config._loader import load_settings
@@ -27,12 +27,15 @@ from modalkit_config.errors import ConfigError, ModalkitDeprecationWarning
 __all__ = ["main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def main(argv: Sequence[str] | None = None, *, queue_backends: Collection[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    ``queue_backends``: the registered queue backend names, when the caller knows them (``modalkit validate``).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "validate":
-        return _validate(args.files, merge=args.merge, use_env=args.env)
+        return _validate(args.files, merge=args.merge, use_env=args.env, queue_backends=queue_backends)
     return _schema(args.path, write=args.write, check=args.check)
 
 
@@ -57,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _validate(files: list[str], *, merge: bool, use_env: bool) -> int:
+def _validate(files: list[str], *, merge: bool, use_env: bool, queue_backends: Collection[str] | None) -> int:
     groups = [files] if merge else [[file] for file in files]
     failed = False
     for group in groups:
@@ -66,9 +69,9 @@ def _validate(files: list[str], *, merge: bool, use_env: bool) -> int:
             warnings.simplefilter("always", ModalkitDeprecationWarning)
             try:
                 if use_env:
-                    load_settings(group)
+                    load_settings(group, queue_backends=queue_backends)
                 else:
-                    load_settings(group, env={}, env_file=None)
+                    load_settings(group, env={}, env_file=None, queue_backends=queue_backends)
             except ConfigError as exc:
                 failed = True
                 for issue in exc.issues:

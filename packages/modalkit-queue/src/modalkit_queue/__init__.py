@@ -19,6 +19,7 @@ from modalkit_queue._message import job_id_of, result_message
 from modalkit_queue._protocol import BatchQueueBackend, QueueBackend
 from modalkit_queue._registry import (
     BackendFactory,
+    check_backend,
     create_backend,
     register_backend,
     registered_backends,
@@ -67,6 +68,7 @@ __all__ = [
     "TaskiqConsumer",
     "UnknownBackendError",
     "__version__",
+    "check_backend",
     "consumer_broker",
     "create_backend",
     "errors",

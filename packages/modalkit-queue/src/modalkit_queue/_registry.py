@@ -15,7 +15,14 @@ from modalkit_queue._protocol import QueueBackend
 from modalkit_queue._sender import DeliveryEvent, ReliableSender
 from modalkit_queue.errors import QueueConfigError, UnknownBackendError
 
-__all__ = ["BackendFactory", "create_backend", "register_backend", "registered_backends", "send_response_queue"]
+__all__ = [
+    "BackendFactory",
+    "check_backend",
+    "create_backend",
+    "register_backend",
+    "registered_backends",
+    "send_response_queue",
+]
 
 logger = logging.getLogger("modalkit_queue")
 
@@ -93,6 +100,18 @@ def registered_backends() -> list[str]:
     """The backend names ``queue_config.backend`` accepts, sorted."""
     with _lock:
         return sorted(_registry)
+
+
+def check_backend(name: str) -> None:
+    """Raise `UnknownBackendError` (with a "did you mean") unless ``name`` is a registered backend.
+
+    For checking a configuration before anything starts, without building the backend.
+    """
+    with _lock:
+        known = name in _registry
+        available = sorted(_registry)
+    if not known:
+        raise UnknownBackendError(name, available)
 
 
 def create_backend(queue_config: QueueConfig | None = None) -> QueueBackend:

@@ -16,6 +16,7 @@ The tree::
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 __all__ = [
@@ -71,8 +72,10 @@ class UnknownBackendError(QueueConfigError):
     def __init__(self, name: str, available: list[str]) -> None:
         self.name = name
         self.available = available
+        close = difflib.get_close_matches(name, available, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         super().__init__(
-            f"app_settings.queue_config.backend: unknown queue backend {name!r}; registered backends are "
+            f"app_settings.queue_config.backend: unknown queue backend {name!r}; {hint}registered backends are "
             f"{', '.join(repr(a) for a in available)}. Register your own with "
             "modalkit_queue.register_backend(name, factory) before the service starts."
         )

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from modalkit_auth import build_authenticator
 from modalkit_config import Settings, load_settings
 from modalkit_pipeline import InferencePipeline
+from modalkit_queue import check_backend
 from modalkit_serve._app import create_app
 from modalkit_serve._logging import configure_logging, shutdown_logging
 from modalkit_serve._runner import LocalRunner
@@ -199,6 +200,9 @@ def run(
         port_file: Where to write the bound port.
     """
     settings = spec.resolve_settings()
+    # The app file is loaded, so its register_backend calls are done: an unknown name is a config error now,
+    # not a traceback from the lifespan.
+    check_backend(settings.app_settings.queue_config.backend)
     server_config = settings.app_settings.server_config
     host = host if host is not None else server_config.host
     port = port if port is not None else server_config.port

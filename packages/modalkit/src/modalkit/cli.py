@@ -152,11 +152,12 @@ def _deploy(args: argparse.Namespace) -> int:
 
 def _validate(files: list[str]) -> int:
     from modalkit_config.cli import main as config_main
+    from modalkit_queue import registered_backends
 
     if not files:
         default = os.environ.get("MODALKIT_CONFIG") or "modalkit.yaml"
         files = [f.strip() for f in default.split(",") if f.strip()]
-    return config_main(["validate", *files])
+    return config_main(["validate", *files], queue_backends=registered_backends())
 
 
 def _schema() -> int:

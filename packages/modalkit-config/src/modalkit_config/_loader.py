@@ -460,7 +460,10 @@ def _resolve_paths(build: _Build) -> None:
     for path in candidates:
         parent: Any = build.data
         for key in path[:-1]:
-            parent = parent.get(key) if isinstance(parent, dict) else parent[key] if isinstance(parent, list) else None
+            if isinstance(parent, dict):
+                parent = parent.get(key)
+            else:
+                parent = parent[key] if isinstance(parent, list) and isinstance(key, int) else None
         value = parent.get(path[-1]) if isinstance(parent, dict) else None
         origin = _origin_of(build.origins, path, "")
         if isinstance(value, str) and value and origin.file in build.yaml_files and not Path(value).is_absolute():

@@ -7,6 +7,7 @@ Anything that fails before that (a config not found, a rejected argument) shows 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,8 +21,15 @@ EXAMPLES = sorted(
 )
 
 
+# The examples' own model libraries are root dev dependencies: the package's isolated venv lacks them.
+MODEL_LIBRARIES = {"sentiment": "vaderSentiment", "digits": "joblib"}
+
+
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_modal_deploy_from_the_repo_root_reaches_the_token_step(example: str, tmp_path: Path) -> None:
+    library = MODEL_LIBRARIES.get(example)
+    if library is not None and importlib.util.find_spec(library) is None:
+        pytest.skip(f"{library} (the {example} example's model library) is not installed in this environment")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "MODALKIT_"))}
     env.update(HOME=str(tmp_path), MODAL_CONFIG_PATH=str(tmp_path / ".modal.toml"))
     cmd = [sys.executable, "-m", "modal", "deploy", f"examples/{example}/app.py"]

@@ -205,3 +205,38 @@ async def test_an_idle_model_holds_its_batch_for_the_callers_it_just_answered(ho
         await b.close(GUARD)
 
     assert seen == sizes
+
+
+async def test_a_holding_thread_is_woken_only_when_the_expected_items_are_ready() -> None:
+    # Each wake-up of the batch thread takes the GIL from the event loop that is reading the very requests the hold
+    # waits for, so arrivals short of the expected count must not wake it: only the first arrival (which starts the
+    # hold) and the one that completes the batch do.
+    pipeline = ThreadRecordingPipeline()
+    pipeline.always_slow = True
+    seen: list[int] = []
+    b = Batcher(
+        Worker(pipeline),
+        model_name="toy",
+        max_batch_size=8,
+        wait_ms=1000,
+        max_queue_size=100,
+        timeout_seconds=30,
+        on_batch=lambda model, size, wait, run: seen.append(size),
+        hold=HoldPolicy(max_batch_size=8, wait_seconds=1.0, cost_fraction=100.0),
+    )
+    b.start()
+    try:
+        first = b.submit_many([ToyInput(text=f"a{i}") for i in range(4)])
+        await asyncio.wait_for(asyncio.gather(*(b.result(i) for i in first)), GUARD)
+        before = b.wakeups
+        items = []
+        for i in range(4):
+            items.append(b.submit(ToyInput(text=f"b{i}")))
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(asyncio.gather(*(b.result(i) for i in items)), GUARD)
+        woken = b.wakeups - before
+    finally:
+        await b.close(GUARD)
+
+    assert seen == [4, 4]
+    assert woken == 2

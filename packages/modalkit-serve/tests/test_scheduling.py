@@ -163,3 +163,15 @@ def test_a_model_too_fast_to_hold_for_never_holds() -> None:
     policy = hold_policy(clock)
     after_batch(policy, clock, 16, seconds=0.00002)  # 20 us batches: a hold would be 2 us
     assert policy.hold(1) == 0.0
+
+
+def test_a_hold_says_how_many_ready_items_end_it() -> None:
+    # The batcher wakes its thread only when this many items are ready (or the bound passed), not per arrival.
+    clock = FakeClock()
+    policy = hold_policy(clock)
+    after_batch(policy, clock, 9, queued=7)
+    assert policy.hold(7) > 0.0
+    assert policy.wanted == 16
+    assert policy.hold(15) > 0.0
+    assert policy.wanted == 16
+    assert policy.hold(16) == 0.0

@@ -126,6 +126,11 @@ class Batcher:
         self._wake = threading.Lock()
         self._wake.acquire()
         self._idle = False
+        # While the thread holds a batch (see `hold`), arrivals wake it only once this many items are queued: each
+        # wake-up takes the GIL from the loop that is reading the very requests the hold waits for.
+        self._wake_at = 1
+        self.wakeups = 0
+        """How often the loop woke the batch thread (a test and profiling figure)."""
         self._kick_scheduled = False
         self._closing = False
         self._accepting = False
@@ -261,7 +266,7 @@ class Batcher:
     def _kick(self) -> None:
         # Wake an idle thread at the end of this turn of the loop, not now: the other requests that arrived in
         # the same turn then land in the same batch. A busy thread (event set) needs no wake-up.
-        if self._idle and not self._kick_scheduled:
+        if self._idle and not self._kick_scheduled and len(self._queue) >= self._wake_at:
             self._kick_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._dispatch)
@@ -311,6 +316,7 @@ class Batcher:
         self._kick_scheduled = False
         if self._idle:
             self._idle = False
+            self.wakeups += 1
             with contextlib.suppress(RuntimeError):  # already released: a wake-up is pending anyway
                 self._wake.release()
 
@@ -360,12 +366,14 @@ class Batcher:
                     ready = len(queue)
                     delay = hold.hold(ready)
                     if delay > 0.0:
-                        # Asleep for the hold, but every new item wakes the thread (`_idle`) to ask again;
-                        # re-checked after publishing, as above.
+                        # Asleep for the hold until the items that end it are queued (`_wake_at`) or its bound
+                        # passes; re-checked after publishing, as above.
+                        self._wake_at = hold.wanted
                         self._idle = True
-                        if len(queue) == ready and not self._closing:
+                        if len(queue) < self._wake_at and not self._closing:
                             wake.acquire(timeout=delay)
                         self._idle = False
+                        self._wake_at = 1
                         continue
                 with self._batch_lock:
                     batch = self._take()

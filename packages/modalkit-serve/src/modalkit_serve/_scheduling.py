@@ -119,6 +119,8 @@ class HoldPolicy:
         self._finished = 0.0
         self._held = False  # this cycle already held once
         self._observed = True  # this cycle's outcome went into ratio
+        self.wanted = 1
+        """While `hold` holds: how many ready items end the hold (the batcher wakes its thread only then)."""
 
     def record(self, size: int, *, queued: int, seconds: float) -> None:
         """A batch of ``size`` items just finished after ``seconds``, with ``queued`` items waiting."""
@@ -146,6 +148,7 @@ class HoldPolicy:
             self._observe(min(1.0, max(0, ready - self._queued) / self._size), upward_only=False)
             return 0.0
         self._held = True
+        self.wanted = expected
         return left
 
     def _observe(self, came: float, *, upward_only: bool) -> None:

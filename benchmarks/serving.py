@@ -29,6 +29,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -50,8 +51,11 @@ sys.path.insert(0, str(BENCH_DIR / "apps"))
 from sim_models import ACCEL_BASE_SECONDS, ACCEL_PER_ITEM_SECONDS, MAX_BATCH_SIZE, physical_limit_rps
 
 RESULTS_DIR = BENCH_DIR / "results"
+OPEN_LOADS = (30, 60, 90)
+"""Open-loop arrival rates, in percent of the accelerator's physical limit."""
 TEXT = "modalkit benchmark: a short sentence to measure."
 BODY = json.dumps({"text": TEXT})
+LITSERVE = "LitServe 0.2.19"
 
 
 def log(msg: str) -> None:
@@ -198,11 +202,15 @@ def bound_rps(connections: int) -> float:
 
 
 def build_scenarios(
-    selected: str, litserve_trivial: bool, fast_queue: bool, accel_concurrencies: tuple[int, ...] = (1, 4, 16, 32, 64)
+    selected: str,
+    litserve_trivial: bool,
+    fast_queue: bool,
+    accel_concurrencies: tuple[int, ...] = (1, 4, 16, 32, 64),
+    open_loads: tuple[int, ...] = OPEN_LOADS,
 ) -> list[Scenario]:
     bare = [sys.executable, "apps/bare_fastapi.py"]
     scenarios = []
-    need_litserve = selected in ("all", "accel") or litserve_trivial
+    need_litserve = selected in ("all", "accel", "openloop") or litserve_trivial
     ls_python = litserve_python(log) if need_litserve else None
     ls_args = ["--fast-queue"] if fast_queue else []
     if selected in ("all", "trivial"):
@@ -210,14 +218,15 @@ def build_scenarios(
         contenders += modalkit_contenders("trivial", quiet_variant=True)
         if litserve_trivial and ls_python:
             argv = [str(ls_python), "apps/litserve_app.py", "trivial", "--port", "{port}", *ls_args]
-            contenders.append(Contender("LitServe 0.2.19", argv, "/health"))
+            contenders.append(Contender(LITSERVE, argv, "/health"))
         scenarios.append(Scenario("trivial", "(a) trivial model", "trivial", (1, 16, 64), "bare FastAPI", contenders))
+    ls_accel: list[Contender] = []
+    if ls_python:
+        argv = [str(ls_python), "apps/litserve_app.py", "accel", "--port", "{port}", "--batch-timeout", "0.01"]
+        ls_accel.append(Contender(LITSERVE, [*argv, *ls_args], "/health"))
     if selected in ("all", "accel"):
         contenders = [Contender("bare FastAPI (unbatched)", [*bare, "accel", "--port", "{port}"], "/health")]
-        contenders += modalkit_contenders("accel", quiet_variant=False)
-        if ls_python:
-            argv = [str(ls_python), "apps/litserve_app.py", "accel", "--port", "{port}", "--batch-timeout", "0.01"]
-            contenders.append(Contender("LitServe 0.2.19", [*argv, *ls_args], "/health"))
+        contenders += modalkit_contenders("accel", quiet_variant=False) + ls_accel
         scenarios.append(
             Scenario(
                 "accel",
@@ -228,6 +237,11 @@ def build_scenarios(
                 contenders,
             )
         )
+    if selected in ("all", "openloop"):
+        # No unbatched baseline: at 30% of the limit it already gets more arrivals than it can ever serve.
+        contenders = modalkit_contenders("accel", quiet_variant=False) + ls_accel
+        title = "(c) simulated accelerator, open loop (Poisson arrivals)"
+        scenarios.append(Scenario("openloop", title, "accel", open_loads, LITSERVE, contenders))
     return scenarios
 
 
@@ -278,6 +292,44 @@ def measure(server: ServerProcess, path: str, connections: int, seconds: float, 
     return Window(run, cpu, drained, mean_batch)
 
 
+def run_openloop(server: ServerProcess, path: str, rate: float, seconds: float, seed: int) -> _wrk.WrkRun:
+    """One open-loop window (benchmarks/_openloop.py in its own process): Poisson arrivals at ``rate`` per second."""
+    argv = [sys.executable, str(BENCH_DIR / "_openloop.py"), "--port", str(server.port), "--path", path]
+    argv += ["--body", BODY, "--rate", f"{rate:g}", "--seconds", f"{seconds:g}", "--seed", str(seed)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    if proc.returncode != 0:
+        raise _wrk.WrkError(f"the open-loop generator failed: {proc.stderr.strip()[-2000:]}")
+    out = json.loads(proc.stdout)
+    latencies = {int(k): v for k, v in out["latencies_us"].items()}
+    late_ms = out["p99_lateness_us"] / 1000
+    if late_ms > 5:
+        log(f"  note: the generator's p99 send lateness was {late_ms:.1f} ms (it could not keep its schedule)")
+    return _wrk.WrkRun(
+        duration_s=seconds,
+        requests=out["requests"],
+        connections=out["connections"],
+        status_errors=out["status_errors"],
+        socket_errors=out["socket_errors"],
+        corrected=latencies,
+        latencies=latencies,
+    )
+
+
+def measure_open(server: ServerProcess, path: str, rate: float, seconds: float, seed: int, idle_s: float) -> Window:
+    """`measure` for an open-loop window: the same CPU, batch and drain figures around `run_openloop`."""
+    assert server.pid is not None
+    batches_before = batch_totals(server)
+    cpu_before = group_cpu_seconds(server.pid)
+    run = run_openloop(server, path, rate, seconds, seed)
+    cpu = group_cpu_seconds(server.pid) - cpu_before
+    batches_after = batch_totals(server)
+    mean_batch = None
+    if batches_before and batches_after and batches_after[1] > batches_before[1]:
+        mean_batch = (batches_after[0] - batches_before[0]) / (batches_after[1] - batches_before[1])
+    drained = drain(server, path, BODY, idle_s, expected_answer)
+    return Window(run, cpu, drained, mean_batch)
+
+
 def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -> dict[tuple[str, int], Cell]:
     cells: dict[tuple[str, int], Cell] = {}
     log(f"{scenario.title}: starting {', '.join(c.name for c in scenario.contenders)}")
@@ -286,17 +338,28 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -
         for name, seconds in idle.items():
             log(f"  {name}: idle latency {seconds * 1000:.2f} ms, answers checked")
         names = list(servers)
+        open_loop = scenario.key == "openloop"
         for conc in scenario.concurrencies:
+            rate = conc / 100 * physical_limit_rps()  # open loop: `conc` is the load in percent of the limit
+
+            def window(name: str, seconds: float, seed: int, conc: int = conc, rate: float = rate) -> Window:
+                if open_loop:
+                    return measure_open(servers[name], scenario.path, rate, seconds, seed, idle[name])
+                return measure(servers[name], scenario.path, conc, seconds, idle[name])
+
             for name in names:
-                measure(servers[name], scenario.path, conc, args.warmup, idle[name])
+                window(name, args.warmup, seed=1000)
             for i in range(args.windows):
-                # Rotate the order so no server always runs right after the same neighbour.
+                # Rotate the order so no server always runs right after the same neighbour; in the open loop every
+                # server of a window gets the same arrival times (the same seed).
                 for name in names[i % len(names) :] + names[: i % len(names)]:
-                    window = measure(servers[name], scenario.path, conc, args.seconds, idle[name])
-                    cell = cells.setdefault((name, conc), Cell())
-                    cell.add(window)
-            summary = ", ".join(f"{n} {cells[(n, conc)].rps:,.0f} req/s" for n in names)
-            log(f"  c={conc}: {summary}")
+                    cells.setdefault((name, conc), Cell()).add(window(name, args.seconds, seed=i))
+            if open_loop:
+                summary = ", ".join(f"{n} p99 {cells[(n, conc)].p99_ms:,.1f} ms" for n in names)
+                log(f"  {conc}% of the limit ({rate:,.0f} req/s): {summary}")
+            else:
+                summary = ", ".join(f"{n} {cells[(n, conc)].rps:,.0f} req/s" for n in names)
+                log(f"  c={conc}: {summary}")
     return cells
 
 
@@ -307,9 +370,13 @@ def ratio(a: float, b: float) -> str:
 def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
     """Markdown table plus target checks for one scenario."""
     accel = scenario.key == "accel"
+    open_loop = scenario.key == "openloop"
     limit = physical_limit_rps()
-    head = "| c | server | req/s | p50 ms | p99 ms | errors | req/s vs base | p50 vs base | server CPU us/req |"
+    head = "| load % of limit" if open_loop else "| c"
+    head += " | server | req/s | p50 ms | p99 ms | errors | req/s vs base | p50 vs base | server CPU us/req |"
     head += " mean batch |"
+    if open_loop:
+        head += " p99 vs base |"
     if accel:
         head += " % of limit | % of bound(c) |"
     lines = [f"### {scenario.title}", "", head, "|" + " --- |" * (head.count("|") - 1)]
@@ -327,6 +394,8 @@ def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
             )
             if accel:
                 row += f" {cell.rps / limit:.0%} | {cell.rps / bound_rps(conc):.0%} |"
+            if open_loop:
+                row += f" {ratio(cell.p99_ms, base.p99_ms) if base else '-'} |"
             lines.append(row)
     lines += ["", *targets(scenario, cells)]
     return lines
@@ -342,7 +411,20 @@ def targets(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]
     mk = "modalkit"
     if not any(name == mk for name, _ in cells):
         return ["- modalkit was not measured in this run"]
-    if scenario.key == "trivial":
+    if scenario.key == "openloop":
+        for load in scenario.concurrencies:
+            m, ls = cells.get((mk, load)), cells.get((LITSERVE, load))
+            if m is None:
+                continue
+            if ls is None:
+                out.append(f"- {load}% of the limit: LitServe was not measured in this run")
+                continue
+            check(
+                m.p99_ms <= ls.p99_ms,
+                f"{load}% of the limit: p99 {m.p99_ms:.1f} ms vs LitServe {ls.p99_ms:.1f} ms (no worse); "
+                f"p50 {m.p50_ms:.1f} vs {ls.p50_ms:.1f} ms, mean batch {m.mean_batch}",
+            )
+    elif scenario.key == "trivial":
         for conc in scenario.concurrencies:
             m, b = cells[(mk, conc)], cells[(scenario.baseline, conc)]
             check(m.rps >= 0.85 * b.rps, f"c={conc} throughput {m.rps / b.rps:.2f}x bare FastAPI (target >= 0.85x)")
@@ -362,7 +444,7 @@ def targets(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]
                     f"c={conc} {m.rps:,.0f} req/s = {m.rps / bound:.1%} of bound(c) {bound:,.0f} (>= 95%; "
                     f"{m.rps / limit:.1%} of the limit), mean batch {m.mean_batch}",
                 )
-            ls = cells.get(("LitServe 0.2.19", conc))
+            ls = cells.get((LITSERVE, conc))
             if ls:
                 check(m.rps > ls.rps, f"c={conc} ahead of LitServe: {m.rps:,.0f} vs {ls.rps:,.0f} req/s")
             else:
@@ -380,7 +462,7 @@ def targets(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="modalkit serving benchmark (wrk on loopback)")
-    parser.add_argument("--scenario", choices=["all", "trivial", "accel"], default="all")
+    parser.add_argument("--scenario", choices=["all", "trivial", "accel", "openloop"], default="all")
     parser.add_argument("--windows", type=int, default=5, help="measured windows per server and concurrency")
     parser.add_argument("--seconds", type=float, default=5, help="length of one measured window")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured wrk run before the windows")
@@ -389,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--accel-concurrencies", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 4, 16, 32, 64)
+    )
+    parser.add_argument(
+        "--open-loads",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=OPEN_LOADS,
+        help="open-loop arrival rates in percent of the physical limit (default 30,60,90)",
     )
     parser.add_argument("--litserve-trivial", action="store_true", help="also run LitServe in the trivial scenario")
     parser.add_argument("--fast-queue", action="store_true", help="LitServe with ZeroMQ queues (fast_queue=True)")
@@ -414,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, object] = {"machine": machine, "date": stamp, "args": {k: str(v) for k, v in vars(args).items()}}
     try:
         for scenario in build_scenarios(
-            args.scenario, args.litserve_trivial, args.fast_queue, args.accel_concurrencies
+            args.scenario, args.litserve_trivial, args.fast_queue, args.accel_concurrencies, args.open_loads
         ):
             if args.concurrency:
                 scenario = dataclasses.replace(scenario, concurrencies=tuple(args.concurrency))

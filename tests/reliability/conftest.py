@@ -25,6 +25,7 @@ from tests.reliability.reliability_support import (  # noqa: E402  (needs the pa
     API_KEY,
     API_KEY_ENV,
     LIMITS,
+    OTHER_API_KEY,
     REPORT,
     SENTIMENT_APP,
     SENTIMENT_CONFIG,
@@ -71,10 +72,12 @@ def sentiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProces
 
 @pytest.fixture(scope="session")
 def sentiment_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
-    """The same service guarding its predict and job routes with an API key (``api_key_env``)."""
+    """The same service guarding its predict and job routes with two valid API keys (``api_key_env``)."""
     logs = tmp_path_factory.mktemp("sentiment-auth")
     limits = write_overlay(logs / "limits.yaml", LIMITS)
     auth = write_overlay(logs / "auth.yaml", f"app_settings:\n  auth_config:\n    api_key_env: {API_KEY_ENV}\n")
-    server = start_server(SENTIMENT_APP, SENTIMENT_CONFIG, logs, limits, auth, env={API_KEY_ENV: API_KEY})
+    server = start_server(
+        SENTIMENT_APP, SENTIMENT_CONFIG, logs, limits, auth, env={API_KEY_ENV: f"{API_KEY},{OTHER_API_KEY}"}
+    )
     yield server
     server.stop()

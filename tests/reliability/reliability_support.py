@@ -33,6 +33,8 @@ FAULTY_CONFIG = FAULTY_APP.parent / "modalkit.yaml"
 MODALKIT_SERVE = [sys.executable, "-m", "modalkit", "serve"]
 
 API_KEY = "reliability-suite-key-7f3a"
+OTHER_API_KEY = "reliability-suite-other-key-91c2"
+"""A second valid key of the guarded server: another caller."""
 API_KEY_ENV = "MODALKIT_RELIABILITY_API_KEY"
 
 # Small limits on the shared servers, so the suite reaches each of them with small requests.

@@ -10,7 +10,7 @@ import json
 
 import httpx
 import pytest
-from tests.reliability.reliability_support import API_KEY, check_json_error
+from tests.reliability.reliability_support import API_KEY, OTHER_API_KEY, check_json_error, wait_for
 
 from modalkit_serve.testing import ServedProcess
 
@@ -66,3 +66,29 @@ def test_an_over_long_batch_is_refused_by_its_count_with_a_small_body(sentiment:
     assert len(response.content) < 4096, len(response.content)
     detail = response.json()["detail"]
     assert [error["type"] for error in detail] == ["too_long"], detail
+
+
+def test_a_job_is_read_only_by_the_key_that_created_it(sentiment_with_auth: ServedProcess) -> None:
+    url = sentiment_with_auth.url
+    owner = {"x-api-key": API_KEY}
+    other = {"x-api-key": OTHER_API_KEY}
+    accepted = httpx.post(url + "/predict_async", json={"message": {"text": "fine"}}, headers=owner, timeout=30)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    wait_for(
+        lambda: httpx.get(f"{url}/jobs/{job_id}", headers=owner, timeout=10).json()["status"] == "success",
+        timeout=30,
+        what="the job to finish",
+    )
+
+    mine = httpx.get(f"{url}/jobs/{job_id}", headers=owner, timeout=10)
+    theirs = httpx.get(f"{url}/jobs/{job_id}", headers=other, timeout=10)
+    unknown = httpx.get(f"{url}/jobs/{'b' * 32}", headers=other, timeout=10)
+
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["result"] is not None
+    assert theirs.status_code == 404, theirs.text
+    assert check_json_error(theirs) is None
+    # Another caller cannot tell someone else's job from an unknown id.
+    assert theirs.json() == unknown.json()
+    assert httpx.get(f"{url}/jobs/{job_id}", timeout=10).status_code == 401

@@ -174,3 +174,16 @@ def test_the_dependency_is_documented_as_an_api_key_header_in_openapi(
     ]
     assert "security" in schema["paths"]["/predict_sync"]["post"]
     assert "security" not in schema["paths"]["/health"]["get"]
+
+
+def test_identity_is_a_stable_digest_of_the_presented_key_and_never_the_key() -> None:
+    auth = Authenticator(keys=["key-one", "key-two"])
+    one = auth.identity([(b"x-api-key", b"key-one")])
+    again = Authenticator(keys=["key-one"]).identity([(b"content-type", b"x"), (b"x-api-key", b"key-one")])
+    two = auth.identity([(b"x-api-key", b"key-two")])
+
+    assert one is not None
+    assert one == again  # stable across instances (and restarts): journaled jobs keep their owner
+    assert one != two
+    assert "key-one" not in one
+    assert auth.identity([(b"content-type", b"x")]) is None

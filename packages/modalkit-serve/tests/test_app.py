@@ -571,7 +571,7 @@ class BrokenRunner:
     async def submit_async(self, model_name: str, request: Any, info: Any = None) -> str:
         raise RuntimeError("secret internal detail")
 
-    async def job_status(self, job_id: str) -> Any:
+    async def job_status(self, job_id: str, info: Any = None) -> Any:
         raise RuntimeError("secret internal detail")
 
 

@@ -21,10 +21,19 @@ import pytest
 from modal._serialization import deserialize, serialize  # what Modal does to every input
 
 from modalkit import MemoryJobIndex, ModalCalls, ModalDictJobIndex, ModalRunner, create_web_endpoints, job_index_name
+from modalkit._jobs import read_index_entry
+from modalkit_auth import Authenticator
+from modalkit_pipeline import AsyncInputModel
+from modalkit_serve import RequestInfo
 
 from .conftest import FIXTURES, LoadApp
 
 KEY = {"x-api-key": "test-key-123"}
+
+
+def _owner(key: str) -> str | None:
+    """The identity the app ties a job to when it is created with ``key``."""
+    return Authenticator(keys=[key]).identity([(b"x-api-key", key.encode())])
 
 
 class CountingIndex(MemoryJobIndex):
@@ -203,7 +212,9 @@ async def test_the_job_id_is_made_by_the_web_side_and_indexed_before_the_202(
     [call_id] = calls.held
     assert job_id != call_id
     assert len(job_id) >= 22  # modalkit_auth.new_job_id: 192 random bits, URL-safe
-    assert await calls.index.get(job_id) == call_id
+    entry = await calls.index.get(job_id)
+    assert entry is not None
+    assert read_index_entry(entry) == (call_id, _owner(KEY["x-api-key"]))  # tied to the key that made it
     [(_, payload)] = calls.inputs.values()
     assert deserialize(payload, None).job_id == job_id  # the id travels inside the spawned input
 
@@ -245,6 +256,25 @@ async def test_the_runner_itself_refuses_a_malformed_job_id(load_app: LoadApp) -
     assert await runner.job_status("../../etc/passwd") is None
     assert await runner.job_status("x" * 129) is None
     assert calls.index.lookups == []
+
+
+async def test_a_job_is_unknown_to_every_caller_but_its_owner(load_app: LoadApp) -> None:
+    module = load_app("modal_translation_app.py", FIXTURES / "web.yaml")
+    calls = LocalCalls()
+    runner = ModalRunner(module.TranslationApp, module.TextOutput, calls=calls)
+
+    def caller(owner: str | None) -> RequestInfo:
+        info = RequestInfo("request")
+        info.owner = owner
+        return info
+
+    request: Any = AsyncInputModel[module.TextInput](message=module.TextInput(text="hello"))  # type: ignore[name-defined]
+    job_id = await runner.submit_async("translation_model", request, caller("key:owner-a"))
+
+    assert await runner.job_status(job_id, caller("key:owner-a")) is not None
+    assert await runner.job_status(job_id, caller("key:owner-b")) is None
+    assert await runner.job_status(job_id, caller(None)) is None
+    assert await runner.job_status(job_id) is None
 
 
 class _BrokenIndex(MemoryJobIndex):
@@ -321,7 +351,7 @@ async def test_a_retried_input_delivers_the_same_job_id_again(
     other = await _post_async(jobs_client, "hello", success_queue="done")
     await calls.run_held()
     first = await _delivered(jobs_app.BACKEND, "done", 2)
-    await calls.retry(await calls.index.get(job_id) or "")  # Modal runs the same input again
+    await calls.retry(read_index_entry(await calls.index.get(job_id) or "")[0])  # Modal runs the same input again
     both = await _delivered(jobs_app.BACKEND, "done", 3)
     assert sorted(m["job_id"] for m in first) == sorted([job_id, other])
     retried = [m for m in both if m["job_id"] == job_id]

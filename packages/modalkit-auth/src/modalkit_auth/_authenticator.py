@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import ipaddress
 import logging
@@ -23,6 +24,7 @@ __all__ = ["Authenticator", "ProxyCredentials"]
 logger = logging.getLogger("modalkit_auth")
 
 MODAL_KEY_HEADER = "Modal-Key"
+_OWNER_PERSON = b"modalkit-owner"  # BLAKE2b personalisation: these digests are not usable as any other hash
 MODAL_SECRET_HEADER = "Modal-Secret"  # noqa: S105 - a header name, not a secret
 _NOT_AUTHENTICATED = "Not authenticated"
 _MAX_RETRY_SECONDS = 30.0
@@ -149,6 +151,8 @@ class Authenticator:
         if proxy is not None:
             names += [MODAL_KEY_HEADER.lower(), MODAL_SECRET_HEADER.lower()]
         self.credential_headers: tuple[bytes, ...] = tuple(n.encode("latin-1") for n in names)
+        # The header that names the caller (job ownership): the API key, or the proxy key without one.
+        self._identity_header: bytes | None = self.credential_headers[0] if self.credential_headers else None
         # The FastAPI dependency: ``APIRouter(dependencies=[Depends(authenticator.dependency)])``.
         self.dependency: Callable[..., Awaitable[None]] = self._make_dependency()
 
@@ -289,6 +293,23 @@ class Authenticator:
         if not presented or len(presented) > self._max_key_length:
             return False  # refused before any hashing: bounded work whatever was sent
         return ring.matches(presented.encode("utf-8", "replace"))
+
+    def identity(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+        """Who presents these credentials (raw ASGI headers): a digest of the API key, else of ``Modal-Key``.
+
+        The app ties each async job to it, so a job is shown only to the credential that created it. It is a
+        keyed BLAKE2b digest (never the key itself), stable across restarts so journaled jobs keep their owner.
+        Meaningful only for a request the check accepted; None when no credential header is present.
+        """
+        wanted = self._identity_header
+        if wanted is None:
+            return None
+        for name, value in headers:
+            if name == wanted:
+                if len(value) > self._max_key_length:
+                    return None
+                return "key:" + hashlib.blake2b(value, digest_size=16, person=_OWNER_PERSON).hexdigest()
+        return None
 
     def check_duplicates(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """Refuse a request that carries a credential header more than once (raw ASGI headers, lower-case names).

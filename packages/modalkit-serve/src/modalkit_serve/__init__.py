@@ -13,7 +13,7 @@ from modalkit_serve import errors
 from modalkit_serve._app import AuthenticatorLike, ErrorResponse, create_app
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._batcher import Batcher, BatchItem
-from modalkit_serve._jobs import JobStatus, JobView
+from modalkit_serve._jobs import JobStatus, JobView, same_owner
 from modalkit_serve._logging import configure_logging
 from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._runner import LocalRunner, ManagedRunner, OutboxSender, Runner
@@ -47,4 +47,5 @@ __all__ = [
     "load_service",
     "run",
     "safe_error_message",
+    "same_owner",
 ]

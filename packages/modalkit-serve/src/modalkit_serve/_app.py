@@ -203,6 +203,7 @@ def create_app(
         routes=ROUTES,
         fast=fast,
         auth_check=auth_check,
+        identify=getattr(authenticator, "identity", None),
     )
     _add_error_handlers(app)
 
@@ -302,10 +303,11 @@ def create_app(
         dependencies=protected,
         summary="The state of an async job, with its result when done",
     )
-    async def job_status(job_id: str) -> Response:
+    async def job_status(request: Request, job_id: str) -> Response:
         if _JOB_ID.fullmatch(job_id) is None:
             raise JobNotFoundError("no job with this id")
-        view = await runner.job_status(job_id)
+        # Another caller's job is answered exactly like an unknown one.
+        view = await runner.job_status(job_id, request.scope.get(REQUEST_INFO_KEY))
         if view is None:
             raise JobNotFoundError("no job with this id (unknown, or expired after server_config.job_ttl_seconds)")
         return Response(job_status_json(view.job_id, view.status, view.result), media_type=JSON)

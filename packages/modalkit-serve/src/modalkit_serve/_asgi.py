@@ -49,12 +49,15 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class RequestInfo:
     """What the access log says about one request; handlers and runners fill in the model and batch fields."""
 
-    __slots__ = ("batch_size", "model", "queue_wait_ms", "request_id", "status")
+    __slots__ = ("batch_size", "model", "owner", "queue_wait_ms", "request_id", "status")
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.status = 0
         self.model: str | None = None
+        # Who is calling, as the authenticator identifies them (a digest of the credential, never the credential):
+        # an async job is tied to it and shown to nobody else. None without auth.
+        self.owner: str | None = None
         self.batch_size: int | None = None
         self.queue_wait_ms: float | None = None
 
@@ -63,6 +66,8 @@ FastHandler = Callable[[bytes, bytes, RequestInfo], Awaitable[tuple[int, bytes, 
 """(body, query string, info) -> (status, JSON body, extra headers)."""
 AuthCheck = Callable[[Sequence[tuple[bytes, bytes]]], "tuple[int, bytes, list[tuple[bytes, bytes]]] | None"]
 """(raw request headers) -> None when allowed, else the refusal reply."""
+Identify = Callable[[Sequence[tuple[bytes, bytes]]], "str | None"]
+"""(raw request headers) -> the caller's identity (`RequestInfo.owner`), or None."""
 
 
 class _BodyTooLargeError(HTTPException):
@@ -88,6 +93,7 @@ class ServeMiddleware:
             so a stranger cannot grow the label set.
         fast: ``POST`` path -> handler, for the routes served here directly.
         auth_check: Run before a fast-path handler (the FastAPI routes use the auth dependency instead).
+        identify: Names the caller from the request headers, for `RequestInfo.owner` (job ownership).
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class ServeMiddleware:
         routes: frozenset[str],
         fast: Mapping[str, FastHandler] | None = None,
         auth_check: AuthCheck | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -106,6 +113,7 @@ class ServeMiddleware:
         self.routes = routes
         self.fast = dict(fast or {})
         self.auth_check = auth_check
+        self.identify = identify
         self.access_log = AccessLog()
         self.ids = RequestIds()
 
@@ -131,6 +139,8 @@ class ServeMiddleware:
             request_id = self.ids.new()
         id_header = (_REQUEST_ID, request_id.encode())
         info = RequestInfo(request_id)
+        if self.identify is not None:
+            info.owner = self.identify(scope["headers"])
         scope[REQUEST_INFO_KEY] = info
         path: str = scope["path"]
         root = scope.get("root_path")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 
 from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError
 
-__all__ = ["Job", "JobState", "JobStatus", "JobStore", "JobView", "job_status_json"]
+__all__ = ["Job", "JobState", "JobStatus", "JobStore", "JobView", "job_status_json", "same_owner"]
 
 logger = logging.getLogger("modalkit.jobs")
 
@@ -41,20 +42,31 @@ class JobView(NamedTuple):
 
 
 class Job:
-    """One accepted async request and what became of it."""
+    """One accepted async request and what became of it.
 
-    __slots__ = ("job_id", "model_name", "request", "result", "status")
+    ``owner`` is the identity of the caller that created it (`RequestInfo.owner`); only that caller may read it.
+    """
 
-    def __init__(self, job_id: str, model_name: str, request: AsyncInputModel[Any]) -> None:
+    __slots__ = ("job_id", "model_name", "owner", "request", "result", "status")
+
+    def __init__(self, job_id: str, model_name: str, request: AsyncInputModel[Any], owner: str | None = None) -> None:
         self.job_id = job_id
         self.model_name = model_name
         self.request = request
+        self.owner = owner
         self.status: JobState = "pending"
         self.result: BaseModel | None = None
 
     def view(self) -> JobView:
         """A snapshot for ``GET /jobs/{job_id}``."""
         return JobView(self.job_id, self.status, self.result)
+
+
+def same_owner(owner: str | None, caller: str | None) -> bool:
+    """Whether ``caller`` may read a job ``owner`` created: the same identity, or both without one."""
+    if owner is None or caller is None:
+        return owner is caller
+    return hmac.compare_digest(owner, caller)
 
 
 def job_status_json(job_id: str, status: JobState, result: BaseModel | None) -> bytes:

@@ -17,7 +17,7 @@ from modalkit_queue import DeliveryEvent, QueueBackend, ReliableSender
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._batcher import Batcher, BatchItem
 from modalkit_serve._ids import new_job_id
-from modalkit_serve._jobs import Job, JobStore, JobView
+from modalkit_serve._jobs import Job, JobStore, JobView, same_owner
 from modalkit_serve._journal import JobJournal, JournalRow
 from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
@@ -54,8 +54,12 @@ class Runner(Protocol):
         """Accept an async request; returns its job id. The result goes to the request's queues."""
         ...
 
-    async def job_status(self, job_id: str) -> JobView | None:
-        """A job's state and result, or None when the id is unknown."""
+    async def job_status(self, job_id: str, info: RequestInfo | None = None) -> JobView | None:
+        """A job's state and result, or None when the id is unknown or the job is not the caller's.
+
+        A job belongs to the caller that submitted it (``info.owner`` at `submit_async`); another caller
+        (``info.owner`` here) gets None, exactly as for an unknown id.
+        """
         ...
 
 
@@ -258,10 +262,12 @@ class LocalRunner:
         reserve = sender is not None and _delivers(request)
         if reserve and sender is not None and not sender.has_capacity(self._outbox_reserved + 1):
             raise QueueFullError("the async result outbox is full; retry later")
-        job = Job(new_job_id(), model_name, request)
+        job = Job(new_job_id(), model_name, request, None if info is None else info.owner)
         if self.journal is not None:
             # Durable before the 202: requests arriving together share one commit on the journal's thread.
-            await asyncio.wrap_future(self.journal.accept(job.job_id, model_name, request.model_dump_json()))
+            await asyncio.wrap_future(
+                self.journal.accept(job.job_id, model_name, request.model_dump_json(), owner=job.owner)
+            )
         batcher.submit_job(job)
         if reserve:
             self._outbox_reserved += 1
@@ -269,15 +275,16 @@ class LocalRunner:
         self.metrics.async_jobs.inc((model_name,))
         return job.job_id
 
-    async def job_status(self, job_id: str) -> JobView | None:
-        """The job's state and result (None if unknown or expired)."""
+    async def job_status(self, job_id: str, info: RequestInfo | None = None) -> JobView | None:
+        """The job's state and result (None if unknown, expired, or not the caller's)."""
+        caller = None if info is None else info.owner
         job = self.jobs.get(job_id)
         if job is not None:
-            return job.view()
+            return job.view() if same_owner(job.owner, caller) else None
         if self.journal is None:
             return None
         row = await asyncio.to_thread(self.journal.get, job_id)
-        if row is None or time.time() - row.updated > self.jobs.ttl_seconds:
+        if row is None or time.time() - row.updated > self.jobs.ttl_seconds or not same_owner(row.owner, caller):
             return None
         if row.result is None:
             return JobView(row.job_id, "running" if row.state == "running" else "pending", None)
@@ -393,7 +400,7 @@ class LocalRunner:
                 )
                 continue
             request = request_model.model_validate_json(row.request)
-            job = Job(row.job_id, row.model_name, request)
+            job = Job(row.job_id, row.model_name, request, row.owner)
             if row.state == "result_ready" and row.result is not None:
                 result = self._parse_result(row.result)
                 self.jobs.add(job)

@@ -122,6 +122,17 @@ class ModalDictJobIndex:
         return value if isinstance(value, str) else None
 
 
+def index_entry(call_id: str, owner: str | None) -> str:
+    """The job index's value for a job: its FunctionCall id, preceded by its owner's identity when it has one."""
+    return call_id if owner is None else f"{owner} {call_id}"
+
+
+def read_index_entry(entry: str) -> tuple[str, str | None]:
+    """(FunctionCall id, owner) from a job index value written by `index_entry`."""
+    owner, sep, call_id = entry.rpartition(" ")
+    return (call_id, owner) if sep else (entry, None)
+
+
 def job_index_name(app_name: str) -> str:
     """The job index Dict's name for an app: ``<app_name>-jobs``.
 

@@ -29,11 +29,19 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
-from modalkit._jobs import AsyncJobInput, JobIndex, ModalDictJobIndex, is_job_id, job_index_name
+from modalkit._jobs import (
+    AsyncJobInput,
+    JobIndex,
+    ModalDictJobIndex,
+    index_entry,
+    is_job_id,
+    job_index_name,
+    read_index_entry,
+)
 from modalkit._service import BATCHED_METHOD, check_service_class
 from modalkit_auth import new_job_id
 from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError, SyncInputModel
-from modalkit_serve import JobView, safe_error_message
+from modalkit_serve import JobView, safe_error_message, same_owner
 from modalkit_serve.errors import NotReadyError, RequestTimeoutError
 
 if TYPE_CHECKING:
@@ -166,7 +174,7 @@ class ModalRunner:
         job_id = new_job_id()
         call_id = await self.calls.spawn(self.method(model_name), _job_request(request, job_id))
         try:
-            await self.job_index.put(job_id, call_id)
+            await self.job_index.put(job_id, index_entry(call_id, None if info is None else info.owner))
         except Exception as exc:
             await self._cancel_unrecorded(job_id, call_id)
             raise NotReadyError(
@@ -175,13 +183,16 @@ class ModalRunner:
             ) from None
         return job_id
 
-    async def job_status(self, job_id: str) -> JobView | None:
+    async def job_status(self, job_id: str, info: RequestInfo | None = None) -> JobView | None:
         """Look the job up in the index and poll its FunctionCall: running, finished (success or error), or
-        unknown (None). A malformed id is unknown without a lookup."""
+        unknown (None). A malformed id is unknown without a lookup; another caller's job is unknown too."""
         if not is_job_id(job_id):
             return None
-        call_id = await self.job_index.get(job_id)
-        if call_id is None:
+        entry = await self.job_index.get(job_id)
+        if entry is None:
+            return None
+        call_id, owner = read_index_entry(entry)
+        if not same_owner(owner, None if info is None else info.owner):
             return None
         try:
             result = await self.calls.poll(call_id)

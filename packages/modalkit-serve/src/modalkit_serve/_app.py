@@ -29,6 +29,7 @@ from modalkit_serve._asgi import (
     ServeMiddleware,
     is_json_content_type,
 )
+from modalkit_serve._docs import add_offline_docs
 from modalkit_serve._jobs import JobStatus, job_status_json
 from modalkit_serve._metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from modalkit_serve._routes import Handler, Reply, Routes, error_reply
@@ -180,7 +181,10 @@ def create_app(
         title=title or f"{settings.app_settings.app_prefix} (modalkit)",
         version=importlib.metadata.version("modalkit-serve"),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.runner = runner
     app.state.metrics = app_metrics
     app.state.settings = settings

@@ -209,8 +209,8 @@ async def test_an_idle_model_holds_its_batch_for_the_callers_it_just_answered(ho
 
 async def test_a_holding_thread_is_woken_only_when_the_expected_items_are_ready() -> None:
     # Each wake-up of the batch thread takes the GIL from the event loop that is reading the very requests the hold
-    # waits for, so arrivals short of the expected count must not wake it: only the first arrival (which starts the
-    # hold) and the one that completes the batch do.
+    # waits for, so arrivals short of the expected count must not wake it. The hold starts when the last batch
+    # finishes (its callers are expected back), so only the arrival that completes the next batch wakes it.
     pipeline = ThreadRecordingPipeline()
     pipeline.always_slow = True
     seen: list[int] = []
@@ -239,4 +239,4 @@ async def test_a_holding_thread_is_woken_only_when_the_expected_items_are_ready(
         await b.close(GUARD)
 
     assert seen == [4, 4]
-    assert woken == 2
+    assert woken == 1

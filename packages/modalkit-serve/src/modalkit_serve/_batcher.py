@@ -351,34 +351,27 @@ class Batcher:
         wake = self._wake
         try:
             while True:
-                if not queue:
-                    if self._closing:
-                        break
-                    self._idle = True
-                    # Re-check after publishing: an item appended before `_idle` was set did not wake us.
-                    if queue or self._closing:
-                        self._idle = False
-                    else:
-                        wake.acquire()  # until _wake_thread releases it (a spurious wake-up just loops)
+                hold = None if self._closing else self.hold
+                ready = len(queue)
+                # A hold starts as soon as a batch finished, before anything arrived: the callers it answered are
+                # expected back, so the thread sleeps until they are all queued (or the bound passed).
+                delay = hold.hold(ready) if hold is not None else 0.0
+                if ready and delay <= 0.0:
+                    with self._batch_lock:
+                        batch = self._take()
+                        if batch:
+                            self._run(batch)
                     continue
-                hold = self.hold
-                if hold is not None and not self._closing:
-                    ready = len(queue)
-                    delay = hold.hold(ready)
-                    if delay > 0.0:
-                        # Asleep for the hold until the items that end it are queued (`_wake_at`) or its bound
-                        # passes; re-checked after publishing, as above.
-                        self._wake_at = hold.wanted
-                        self._idle = True
-                        if len(queue) < self._wake_at and not self._closing:
-                            wake.acquire(timeout=delay)
-                        self._idle = False
-                        self._wake_at = 1
-                        continue
-                with self._batch_lock:
-                    batch = self._take()
-                    if batch:
-                        self._run(batch)
+                if not ready and self._closing:
+                    break
+                # Asleep until `_wake_at` items are queued: the ones that end the hold, or (idle) the first one.
+                # An item appended before `_idle` was published did not wake us, hence the re-check after it.
+                self._wake_at = hold.wanted if hold is not None and delay > 0.0 else 1
+                self._idle = True
+                if len(queue) < self._wake_at and not self._closing:
+                    wake.acquire(timeout=delay if delay > 0.0 else -1)  # a spurious wake-up just loops
+                self._idle = False
+                self._wake_at = 1
         finally:
             self._post(self._thread_exited)
 

@@ -7,10 +7,22 @@ is checked is the answer a client gets, on the fast-path predict routes and on F
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import httpx
 import pytest
-from tests.reliability.reliability_support import API_KEY, OTHER_API_KEY, check_json_error, wait_for
+from tests.reliability.reliability_support import (
+    API_KEY,
+    OTHER_API_KEY,
+    SENTIMENT_APP,
+    SENTIMENT_CONFIG,
+    check_json_error,
+    metric,
+    start_server,
+    wait_for,
+    write_overlay,
+)
 
 from modalkit_serve.testing import ServedProcess
 
@@ -92,3 +104,61 @@ def test_a_job_is_read_only_by_the_key_that_created_it(sentiment_with_auth: Serv
     # Another caller cannot tell someone else's job from an unknown id.
     assert theirs.json() == unknown.json()
     assert httpx.get(f"{url}/jobs/{job_id}", timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [("success_queue", "q" * 20000), ("failure_queue", "a queue"), ("success_queue", "../etc"), ("success_queue", "é")],
+    ids=["20k-chars", "space", "path", "non-ascii"],
+)
+def test_a_queue_name_no_backend_accepts_is_a_422_naming_the_field(
+    sentiment: ServedProcess, field: str, name: str
+) -> None:
+    body = {"message": {"text": "fine"}, field: name}
+
+    response = httpx.post(sentiment.url + "/predict_async", json=body, timeout=30)
+
+    assert response.status_code == 422, response.text[:300]
+    assert check_json_error(response) is None
+    assert len(response.content) < 2048  # the name is not echoed back
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body", field]
+
+
+def test_distinct_queue_names_do_not_grow_the_metric_label_set(sentiment: ServedProcess) -> None:
+    url = sentiment.url
+    names = [f"probe-{n}" for n in range(300)]
+    for name in names:
+        body = {"message": {"text": "fine"}, "success_queue": name}
+        assert httpx.post(url + "/predict_async", json=body, timeout=30).status_code == 202
+
+    def delivered() -> float:
+        return metric(httpx.get(url + "/metrics", timeout=10).text, "modalkit_async_deliveries_total")
+
+    wait_for(lambda: delivered() >= len(names), timeout=60, what="every result to be delivered")
+    text = httpx.get(url + "/metrics", timeout=10).text
+    labels = set(re.findall(r'^modalkit_async_deliveries_total\{queue="([^"]*)"\}', text, re.M))
+
+    assert len(labels) <= 33, sorted(labels)
+    assert "other" in labels
+    assert metric(text, "modalkit_async_deliveries_total", {"queue": "other"}) >= len(names) - 32
+
+
+def test_allowed_queues_refuses_any_other_queue_name(tmp_path: Path) -> None:
+    overlay = write_overlay(
+        tmp_path / "queues.yaml", "app_settings:\n  queue_config:\n    allowed_queues: [results, failures]\n"
+    )
+    server = start_server(SENTIMENT_APP, SENTIMENT_CONFIG, tmp_path, overlay)
+    try:
+        allowed = {"message": {"text": "fine"}, "success_queue": "results", "failure_queue": "failures"}
+        refused = {"message": {"text": "fine"}, "success_queue": "results", "failure_queue": "elsewhere"}
+        ok = httpx.post(server.url + "/predict_async", json=allowed, timeout=30)
+        no = httpx.post(server.url + "/predict_async", json=refused, timeout=30)
+    finally:
+        server.stop()
+
+    assert ok.status_code == 202, ok.text
+    assert no.status_code == 422, no.text
+    [problem] = no.json()["detail"]
+    assert problem["loc"] == ["body", "failure_queue"]
+    assert "allowed_queues" in problem["msg"]

@@ -285,3 +285,23 @@ def test_minimal_configuration_takes_the_documented_defaults() -> None:
     assert app.server_config.max_body_bytes == 1_048_576
     assert settings.model_settings.local_model_repository_folder == "."
     assert settings.model_settings.common == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        ("app_settings.queue_config.allowed_queues", ["results", "a b"], "app_settings.queue_config.allowed_queues[1]"),
+        ("app_settings.queue_config.allowed_queues", ["q" * 81], "app_settings.queue_config.allowed_queues[0]"),
+        ("app_settings.queue_config.dead_letter.queue", "dead/letters", "app_settings.queue_config.dead_letter.queue"),
+    ],
+)
+def test_a_configured_queue_name_no_backend_takes_is_refused_where_it_is(path: str, value: Any, where: str) -> None:
+    key_path, message = _single_issue(_with(path, value))
+    assert key_path == where
+    assert "queue name" in message
+
+
+def test_queue_names_at_the_limit_are_accepted() -> None:
+    names = ["results", "jobs.fifo", "app:results", "a_b-c", "q" * 80]
+    settings = settings_from_dict(_with("app_settings.queue_config.allowed_queues", names))
+    assert settings.app_settings.queue_config.allowed_queues == names

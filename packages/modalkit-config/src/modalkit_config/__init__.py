@@ -8,6 +8,7 @@ from importlib.metadata import version as _version
 
 from modalkit_config._loader import config_files, load_settings, settings_from_dict
 from modalkit_config._models import (
+    MAX_QUEUE_NAME_LENGTH,
     AppSettings,
     AuthConfig,
     BatchConfig,
@@ -24,6 +25,7 @@ from modalkit_config._models import (
     ServerConfig,
     Settings,
     SQSConfig,
+    queue_name_problem,
 )
 from modalkit_config._schema import json_schema
 from modalkit_config._sources import YamlConfigSource
@@ -39,6 +41,7 @@ from modalkit_config.errors import (
 __version__ = _version("modalkit-config")
 
 __all__ = [
+    "MAX_QUEUE_NAME_LENGTH",
     "AppSettings",
     "AuthConfig",
     "BatchConfig",
@@ -66,5 +69,6 @@ __all__ = [
     "config_files",
     "json_schema",
     "load_settings",
+    "queue_name_problem",
     "settings_from_dict",
 ]

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Collection
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -47,6 +47,9 @@ __all__ = [
 _RESERVED_MOUNT_POINTS = frozenset({"/", "/root", "/tmp"})  # noqa: S108 - refused, not used
 _APP_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _BACKEND_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+MAX_QUEUE_NAME_LENGTH = 80
+"""The longest queue name accepted (SQS's own limit; Redis accepts longer keys, but one rule serves both)."""
 _HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -475,6 +478,34 @@ class DeadLetterConfig(_Model):
     file: str = "modalkit-dead-letters.jsonl"
     """JSON-lines file used when no dead-letter queue is set or it is unreachable."""
 
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_queue_name(value)
+
+
+def queue_name_problem(name: str) -> str | None:
+    """What is wrong with a queue name, or None when every backend can take it.
+
+    A name is 1 to `MAX_QUEUE_NAME_LENGTH` characters of ASCII letters, digits, ``_``, ``-``, ``.`` and ``:``
+    (what SQS queue names and Redis keys have in common, with ``.fifo`` and ``app:results`` styles kept).
+    The message never repeats the name, which may be long or hostile.
+    """
+    if not name:
+        return "a queue name cannot be empty"
+    if len(name) > MAX_QUEUE_NAME_LENGTH:
+        return f"a queue name is at most {MAX_QUEUE_NAME_LENGTH} characters (got {len(name)})"
+    if _QUEUE_NAME_RE.fullmatch(name) is None:
+        return "a queue name may hold only ASCII letters, digits, '_', '-', '.' and ':'"
+    return None
+
+
+def _checked_queue_name(value: str) -> str:
+    problem = queue_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
 
 class QueueConfig(_Model):
     """Where async results are delivered, and how reliably."""
@@ -492,6 +523,9 @@ class QueueConfig(_Model):
     """Most results waiting for delivery in memory; beyond it new async requests get 503."""
     dead_letter: DeadLetterConfig = Field(default_factory=DeadLetterConfig)
     """Where undeliverable results go."""
+    allowed_queues: list[Annotated[str, AfterValidator(_checked_queue_name)]] | None = None
+    """The only queue names an async request may name as its `success_queue`/`failure_queue` (others get 422);
+    null allows any valid name. Queues named here are also the only ones with their own metric label."""
 
     @field_validator("backend")
     @classmethod

@@ -94,6 +94,41 @@ class _Collector:
         yield from self._gauges()
 
 
+MAX_QUEUE_LABELS = 32
+"""How many queue names outside ``queue_config.allowed_queues`` get a metric label of their own."""
+OTHER_QUEUE = "other"
+
+
+class QueueLabels:
+    """Bounded ``queue`` label values: configured queues by name, the first `MAX_QUEUE_LABELS` others by name,
+    every later one as ``other`` (queue names come from callers, and each label value is a series forever).
+
+    Called from the queue sender's thread.
+    """
+
+    def __init__(self, limit: int = MAX_QUEUE_LABELS) -> None:
+        self.limit = limit
+        self._configured: frozenset[str] = frozenset()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def configure(self, queues: Iterable[str], *, only: bool) -> None:
+        """Name the configured queues; with ``only`` (an allow-list is on), no other name gets a label."""
+        with self._lock:
+            self._configured = frozenset(queues)
+            if only:
+                self.limit = 0
+
+    def __call__(self, queue: str) -> str:
+        if queue in self._configured or queue in self._seen:
+            return queue
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(queue)
+                return queue
+        return OTHER_QUEUE
+
+
 class ServeMetrics:
     """Every metric the service exports, on its own `CollectorRegistry` (so tests can build many apps).
 
@@ -142,6 +177,7 @@ class ServeMetrics:
             ["queue", "outcome"],
             self._delivery_lock,
         )
+        self.queue_labels = QueueLabels()
         self.queue_depth_source: Callable[[], Mapping[str, int]] | None = None
         self.ready_source: Callable[[], bool] | None = None
         self.registry.register(
@@ -180,7 +216,7 @@ class ServeMetrics:
     def on_delivery_event(self, event: Any) -> None:
         """The queue sender's ``on_event`` callback (any thread): counts deliveries, retries and dead letters."""
         kind = getattr(event, "kind", None)
-        queue = str(getattr(event, "queue_name", ""))
+        queue = self.queue_labels(str(getattr(event, "queue_name", "")))
         if kind == "delivered":
             self.deliveries.inc((queue,))
         elif kind == "retry":

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from fastapi import HTTPException
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from modalkit_config import Settings
+from modalkit_config import Settings, queue_name_problem
 from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._runner import Runner
@@ -86,6 +86,8 @@ class Routes:
         self._known = frozenset(self.models)
         self._default = self.models[0] if len(self.models) == 1 else None
         self.max_depth = server.max_json_depth
+        allowed = settings.app_settings.queue_config.allowed_queues
+        self._allowed_queues = None if allowed is None else frozenset(allowed)
         self._validate_input = input_model.model_validate_json
         self._validate_async = self.async_model.model_validate_json
         # The count is checked before any item is validated: an over-long batch costs a cheap parse, not a full
@@ -122,6 +124,7 @@ class Routes:
         """``POST /predict_async``: accept the request, answer 202 with its job id."""
         name = self.model_name(query, info)
         request = self.parse(body, self._validate_async)
+        self.check_queues(request)
         job_id = await self.runner.submit_async(name, request, info)
         return 202, json.dumps({"job_id": job_id}).encode(), _NO_HEADERS
 
@@ -138,6 +141,25 @@ class Routes:
         if info is not None:
             info.model = name
         return name
+
+    def check_queues(self, request: AsyncInputModel[Any]) -> None:
+        """Refuse queue names no backend takes, and names outside ``queue_config.allowed_queues`` when set.
+
+        Raises:
+            InputError: one problem per refused queue field (the name itself is not echoed).
+        """
+        problems: list[dict[str, Any]] = []
+        for field in ("success_queue", "failure_queue"):
+            name: str = getattr(request, field)
+            if not name:
+                continue  # no delivery
+            problem = queue_name_problem(name)
+            if problem is None and self._allowed_queues is not None and name not in self._allowed_queues:
+                problem = "this queue is not in app_settings.queue_config.allowed_queues"
+            if problem is not None:
+                problems.append({"type": "queue_name", "loc": ["body", field], "msg": problem})
+        if problems:
+            raise InputError(problems)
 
     def parse(self, body: bytes, validate: Callable[[bytes], Any]) -> Any:
         """Validate a JSON body (nesting depth first, then the schema).

@@ -148,6 +148,9 @@ class LocalRunner:
         # moment the job is accepted, so a burst cannot accept more jobs than the outbox can take later.
         self._outbox_reserved = 0
         self.metrics.queue_depth_source = self.queue_depths
+        queues = settings.app_settings.queue_config
+        configured = [*(queues.allowed_queues or ()), *([queues.dead_letter.queue] if queues.dead_letter.queue else [])]
+        self.metrics.queue_labels.configure(configured, only=queues.allowed_queues is not None)
         self.metrics.ready_source = lambda: self.ready
 
     # -- lifecycle -------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import pytest
 
 from modalkit.testing import serving as _serving
 
-# Its own uv project with onnxruntime, tested by examples/embeddings/ci.sh, not by the workspace's pytest.
-collect_ignore = ["embeddings"]
+# Their own uv projects with onnxruntime, tested by examples/<name>/ci.sh, not by the workspace's pytest.
+collect_ignore = ["embeddings", "ocr"]
 
 LoadFile = Callable[[str, Path], Any]
 

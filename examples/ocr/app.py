@@ -1,0 +1,35 @@
+"""The OCR service: one file, two runtimes.
+
+    cd examples/ocr && uv sync --locked        # its own environment: onnxruntime, the PP-OCRv4 models, Pillow
+    uv run modalkit serve app.py               # this machine, http://127.0.0.1:8000
+    uv run modalkit deploy app.py              # Modal (after `modal token new`)
+
+On Modal, `OcrService` runs the PP-OCRv4 pipeline in batches (``@modal.batched`` from ``batch_config``) and
+`web_endpoints` serves the HTTP API. `modalkit serve` runs the same pipeline, batching and routes locally.
+"""
+
+# No `from __future__ import annotations` here: Modal reads the modal.parameter types from the annotations.
+import modal
+from ocr_model import ImageInput, OcrOutput, OcrPipeline
+
+from modalkit import ModalConfig, ModalService, create_web_endpoints
+
+config = ModalConfig()
+app = modal.App(config.app_name)
+
+
+@app.cls(**config.get_app_cls_settings())
+class OcrService(ModalService):
+    """PP-OCRv4 in batches of images; pick a model entry with ``model_name``."""
+
+    inference_implementation = OcrPipeline
+    modal_utils = config
+    model_name: str = modal.parameter(default="ppocr")
+
+
+@app.function(**config.get_handler_settings())
+@config.handler_concurrent()
+@modal.asgi_app(**config.get_asgi_app_settings())
+def web_endpoints():  # type: ignore[no-untyped-def]  # FastAPI; typed where it is built
+    """The HTTP API: /predict_sync, /predict_batch, /predict_async, /jobs/{id}, /health, /ready, /metrics."""
+    return create_web_endpoints(app_cls=OcrService, input_model=ImageInput, output_model=OcrOutput)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ def test_accepted_jobs_survive_a_reopen_and_replay_lists_the_unfinished(tmp_path
     journal = JobJournal(path)
     for i in range(3):
         journal.accept(f"j{i}", "m", f'{{"n":{i}}}').result(5)
-    journal.mark("j1", "running").result(5)
-    journal.mark("j2", "result_ready", result='{"out":2}').result(5)
+    journal.mark("j1", "running")
+    journal.mark("j2", "result_ready", result='{"out":2}')
     journal.close()
 
     reopened = JobJournal(path)
@@ -27,7 +28,7 @@ def test_accepted_jobs_survive_a_reopen_and_replay_lists_the_unfinished(tmp_path
         assert unfinished["j0"].state == "accepted"
         assert unfinished["j0"].request == '{"n":0}'
         assert unfinished["j2"].result == '{"out":2}'
-        reopened.mark("j2", "delivered").result(5)
+        reopened.mark("j2", "delivered")
         assert {row.job_id for row in reopened.unfinished()} == {"j0", "j1"}
         row = reopened.get("j2")
         assert row is not None
@@ -54,8 +55,8 @@ def test_dead_letters_are_listed_and_redriven(tmp_path: Path) -> None:
     journal = JobJournal(tmp_path / "jobs.sqlite")
     try:
         journal.accept("j0", "m", "{}").result(5)
-        journal.mark("j0", "result_ready", result='{"x":1}').result(5)
-        journal.mark("j0", "dead_lettered", error="queue down").result(5)
+        journal.mark("j0", "result_ready", result='{"x":1}')
+        journal.mark("j0", "dead_lettered", error="queue down")
         dead = journal.dead_letters()
         assert [(d.job_id, d.error) for d in dead] == [("j0", "queue down")]
         assert journal.unfinished() == []
@@ -117,7 +118,7 @@ def test_expired_finished_jobs_are_purged(tmp_path: Path) -> None:
     journal = JobJournal(tmp_path / "jobs.sqlite", ttl_seconds=0.0)
     try:
         journal.accept("j0", "m", "{}").result(5)
-        journal.mark("j0", "delivered").result(5)
+        journal.mark("j0", "delivered")
         journal.accept("j1", "m", "{}").result(5)
         journal.purge_expired().result(5)
         assert journal.get("j0") is None
@@ -131,3 +132,49 @@ def test_owner_column_exists_for_job_ownership(tmp_path: Path) -> None:
     JobJournal(path).close()
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(jobs)")}
     assert "owner" in columns
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["one-statement", "row-by-row"])
+def test_a_group_of_writes_has_the_effect_of_the_writes_in_order(tmp_path: Path, bulk: bool) -> None:
+    journal = JobJournal(tmp_path / "jobs.sqlite")
+    journal._bulk = bulk and journal._bulk  # row by row is what an SQLite older than 3.33 gets
+    gate, held = threading.Event(), threading.Event()
+    try:
+
+        def hold(conn: sqlite3.Connection) -> None:
+            held.set()
+            gate.wait(5)
+
+        journal._submit(hold)  # hold the writer: everything below is one group
+        assert held.wait(5)
+        accepted = [
+            journal.accept(f"j{i}", "m", f'{{"n": {i}, "s": "\\"quoted\\""}}', owner=f"o{i}") for i in range(150)
+        ]
+        journal.mark("j0", "running")
+        journal.mark("j0", "result_ready", result='{"r": 0}')
+        journal.mark("j0", "delivered")
+        journal.mark("j1", "result_ready", result='{"r": 1}')
+        journal.mark("j1", "dead_lettered", error="queue down")
+        journal.mark("j2", "delivered")
+        journal.mark("j2", "result_ready", result='{"r": 2}')  # late: the state stays delivered, the result is kept
+        journal.mark_many([("j3", "running", None, None), ("j4", "dead_lettered", None, "first")])
+        journal.mark("j4", "delivered", error="second")  # equal rank: the first state stays, the last error wins
+        gate.set()
+        for future in accepted:
+            future.result(5)
+        rows = {r: journal.get(r) for r in ("j0", "j1", "j2", "j3", "j4")}
+        assert {r.job_id for r in journal.unfinished()} == {"j3"} | {f"j{i}" for i in range(5, 150)}
+    finally:
+        gate.set()
+        journal.close()
+    got = {k: (r.state, r.result, r.error) if r else None for k, r in rows.items()}
+    assert got == {
+        "j0": ("delivered", '{"r": 0}', None),
+        "j1": ("dead_lettered", '{"r": 1}', "queue down"),
+        "j2": ("delivered", '{"r": 2}', None),
+        "j3": ("running", None, None),
+        "j4": ("dead_lettered", None, "second"),
+    }
+    j1 = rows["j1"]
+    assert j1 is not None
+    assert (j1.request, j1.owner) == ('{"n": 1, "s": "\\"quoted\\""}', "o1")

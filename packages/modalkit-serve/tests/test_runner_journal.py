@@ -104,3 +104,26 @@ def test_status_answers_after_a_clean_restart_until_the_ttl(tmp_path: Path) -> N
     assert view is not None
     assert view.status == "success"  # type: ignore[attr-defined]
     assert getattr(view.result, "upper", None) == "ABC"  # type: ignore[attr-defined]
+
+
+def test_a_job_whose_caller_left_during_the_commit_still_runs(tmp_path: Path) -> None:
+    # The row is in the journal once the commit lands, whether or not the client waited for its 202: it must
+    # run now, not only after the next restart.
+    backend = MemoryBackend()
+    runner = LocalRunner(ToyPipeline, toy_settings(journal_path=str(tmp_path / "jobs.sqlite")), queue_backend=backend)
+
+    async def scenario() -> None:
+        await runner.start()
+        assert await runner.wait_ready()
+        request = AsyncInputModel[ToyInput](message=ToyInput(text="gone"), success_queue="out")
+        caller = asyncio.ensure_future(runner.submit_async("toy", request))
+        await asyncio.sleep(0)  # the caller is now waiting for the commit
+        caller.cancel()
+        for _ in range(200):
+            if backend.messages("out"):
+                break
+            await asyncio.sleep(0.01)
+        await runner.stop()
+
+    asyncio.run(scenario())
+    assert [json.loads(m)["upper"] for m in backend.messages("out")] == ["GONE"]

@@ -207,7 +207,7 @@ class Batcher:
             NotReadyError: the batcher is closing or its worker stopped after a fatal error.
             QueueFullError: ``max_queue_size`` items are already waiting.
         """
-        self._check_room(1)
+        self.check_room(1)
         return self._enqueue(message)
 
     def submit_many(self, messages: Sequence[BaseModel]) -> list[BatchItem]:
@@ -217,17 +217,22 @@ class Batcher:
             NotReadyError: as for `submit`.
             QueueFullError: they do not all fit.
         """
-        self._check_room(len(messages))
+        self.check_room(len(messages))
         return [self._enqueue(m, i) for i, m in enumerate(messages)]
 
-    def submit_job(self, job: Job) -> None:
+    def submit_job(self, job: Job, *, room_checked: bool = False) -> None:
         """Queue an accepted async job; `on_job_done` gets its result. Never times out.
+
+        Args:
+            job: The job.
+            room_checked: The caller made sure of room with `check_room` before it accepted the job (and then
+                wrote it to the journal): it is queued even if sync requests have taken that room meanwhile.
 
         Raises:
             NotReadyError: as for `submit`.
-            QueueFullError: as for `submit`.
+            QueueFullError: as for `submit` (not with ``room_checked``).
         """
-        self._check_room(1)
+        self.check_room(0 if room_checked else 1)
         item = BatchItem(job.request.message, None, time.perf_counter())
         item.job = job
         self._queue.append(item)
@@ -242,12 +247,18 @@ class Batcher:
         assert item.future is not None
         return await item.future
 
-    def _check_room(self, n: int) -> None:
+    def check_room(self, n: int) -> None:
+        """Raise unless ``n`` more items can be queued now (``n=0``: only whether the batcher takes work at all).
+
+        Raises:
+            NotReadyError: the batcher is closing or its worker stopped after a fatal error.
+            QueueFullError: ``n`` more items would exceed ``max_queue_size``.
+        """
         if not self._accepting:
             raise NotReadyError(f"model {self.model_name} is not accepting requests (starting or shutting down)")
         if not self.worker.ready:
             raise NotReadyError(f"model {self.model_name} stopped after a fatal error")
-        if len(self._queue) + n > self.max_queue_size:
+        if n and len(self._queue) + n > self.max_queue_size:
             raise QueueFullError(
                 f"model {self.model_name} has {len(self._queue)} requests queued (limit {self.max_queue_size}); "
                 "retry later"

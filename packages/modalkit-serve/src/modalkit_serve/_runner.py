@@ -18,7 +18,7 @@ from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._batcher import Batcher, BatchItem
 from modalkit_serve._ids import new_job_id
 from modalkit_serve._jobs import Job, JobStore, JobView, same_owner
-from modalkit_serve._journal import JobJournal, JournalRow
+from modalkit_serve._journal import JobJournal, JournalError, JournalRow
 from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve._worker import Worker, safe_error_message
@@ -147,6 +147,9 @@ class LocalRunner:
         # Async results accepted but not yet handed to the sender: they hold a place in its outbox from the
         # moment the job is accepted, so a burst cannot accept more jobs than the outbox can take later.
         self._outbox_reserved = 0
+        # Jobs being committed to the journal (per model) and the group the current turn of the loop is filling.
+        self._committing: dict[str, int] = {}
+        self._accept_group: _AcceptGroup | None = None
         self.metrics.queue_depth_source = self.queue_depths
         queues = settings.app_settings.queue_config
         configured = [*(queues.allowed_queues or ()), *([queues.dead_letter.queue] if queues.dead_letter.queue else [])]
@@ -259,24 +262,79 @@ class LocalRunner:
     async def submit_async(
         self, model_name: str, request: AsyncInputModel[Any], info: RequestInfo | None = None
     ) -> str:
-        """Accept an async job; its result goes to the request's queues and to the job store."""
+        """Accept an async job; its result goes to the request's queues and to the job store.
+
+        With a journal, the job is committed to it before this returns (and so before the 202), and it is
+        queued for its batch once committed, whether or not the caller is still waiting.
+        """
         batcher = self._batcher(model_name)
         sender = self._sender
         reserve = sender is not None and _delivers(request)
         if reserve and sender is not None and not sender.has_capacity(self._outbox_reserved + 1):
             raise QueueFullError("the async result outbox is full; retry later")
         job = Job(new_job_id(), model_name, request, None if info is None else info.owner)
-        if self.journal is not None:
-            # Durable before the 202: requests arriving together share one commit on the journal's thread.
-            await asyncio.wrap_future(
-                self.journal.accept(job.job_id, model_name, request.model_dump_json(), owner=job.owner)
-            )
-        batcher.submit_job(job)
+        if self.journal is None:
+            batcher.submit_job(job)
+            self._queued(job, reserve)
+            return job.job_id
+        # Room is taken now, for the jobs of this turn too: they join the batch queue only once committed.
+        batcher.check_room(1 + self._committing.get(model_name, 0))
+        self._committing[model_name] = self._committing.get(model_name, 0) + 1
+        if reserve:
+            self._outbox_reserved += 1
+        group = self._accept_group
+        if group is None:
+            loop = asyncio.get_running_loop()
+            group = self._accept_group = _AcceptGroup(loop.create_future())
+            loop.call_soon(self._hand_over_accepts)
+        group.jobs.append((job, reserve, request.model_dump_json()))
+        # Shielded: a caller that goes away does not cancel the commit its neighbours wait for.
+        await asyncio.shield(group.committed)
+        return job.job_id
+
+    def _hand_over_accepts(self) -> None:
+        # Every job accepted in one turn of the event loop goes to the journal in one hand-over and wakes the
+        # loop once when committed: a per-job future and wake-up cost more than the commit itself.
+        group, self._accept_group = self._accept_group, None
+        journal = self.journal
+        if group is None or journal is None:
+            return
+        loop = group.committed.get_loop()
+
+        def committed(error: JournalError | None) -> None:
+            loop.call_soon_threadsafe(self._accepts_committed, group, error)
+
+        journal.accept_many([(job.job_id, job.model_name, body, job.owner) for job, _, body in group.jobs], committed)
+
+    def _accepts_committed(self, group: _AcceptGroup, error: JournalError | None) -> None:
+        for job, reserve, _ in group.jobs:
+            self._committing[job.model_name] -= 1
+            if error is not None:
+                if reserve:
+                    self._outbox_reserved = max(0, self._outbox_reserved - 1)
+                continue
+            try:
+                self._batcher(job.model_name).submit_job(job, room_checked=True)
+            except (NotReadyError, UnknownModelError) as exc:
+                # Stopping: the job is durable in the journal and runs at the next start.
+                logger.warning(
+                    "job %s is in the journal but not queued now (%s); it runs at the next start", job.job_id, exc
+                )
+                if reserve:
+                    self._outbox_reserved = max(0, self._outbox_reserved - 1)
+                continue
+            self._queued(job, reserve=False)
+        if error is None:
+            group.committed.set_result(None)
+        else:
+            group.committed.set_exception(error)
+            group.committed.exception()  # every caller may have gone: the error is theirs, not the loop's
+
+    def _queued(self, job: Job, reserve: bool) -> None:
         if reserve:
             self._outbox_reserved += 1
         self.jobs.add(job)
-        self.metrics.async_jobs.inc((model_name,))
-        return job.job_id
+        self.metrics.async_jobs.inc((job.model_name,))
 
     async def job_status(self, job_id: str, info: RequestInfo | None = None) -> JobView | None:
         """The job's state and result (None if unknown, expired, or not the caller's)."""
@@ -440,6 +498,16 @@ class LocalRunner:
     def queue_depths(self) -> dict[str, int]:
         """Items waiting for a batch, per loaded model."""
         return {name: b.depth for name, b in self._batchers.items()}
+
+
+class _AcceptGroup:
+    """The async jobs accepted in one turn of the event loop, committed to the journal together."""
+
+    __slots__ = ("committed", "jobs")
+
+    def __init__(self, committed: asyncio.Future[None]) -> None:
+        self.committed = committed
+        self.jobs: list[tuple[Job, bool, str]] = []  # (job, holds an outbox place, request JSON)
 
 
 def _delivers(request: AsyncInputModel[Any]) -> bool:

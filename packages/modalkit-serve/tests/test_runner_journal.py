@@ -127,3 +127,53 @@ def test_a_job_whose_caller_left_during_the_commit_still_runs(tmp_path: Path) ->
 
     asyncio.run(scenario())
     assert [json.loads(m)["upper"] for m in backend.messages("out")] == ["GONE"]
+
+
+class _CheckingSender:
+    """A sender that notes, as each result reaches it, what `GET /jobs` and the journal say about that job."""
+
+    def __init__(self) -> None:
+        self.runner: LocalRunner | None = None
+        self.seen: list[tuple[str, str | None, str | None]] = []
+
+    def submit(self, queue_name: str, message: str, job_id: str) -> None:
+        assert self.runner is not None
+        assert self.runner.journal is not None
+        job = self.runner.jobs.get(job_id)
+        row = self.runner.journal.get(job_id)
+        self.seen.append((job_id, job.status if job else None, row.state if row else None))
+
+    def has_capacity(self, n: int = 1) -> bool:
+        return True
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        return True
+
+
+def test_running_is_journaled_and_the_result_is_recorded_before_the_sender_has_it(tmp_path: Path) -> None:
+    sender = _CheckingSender()
+    runner = LocalRunner(ToyPipeline, toy_settings(journal_path=str(tmp_path / "jobs.sqlite")), sender=sender)
+    sender.runner = runner
+
+    async def scenario() -> tuple[str, str | None]:
+        await runner.start()
+        assert await runner.wait_ready()
+        pipeline = runner.worker("toy").pipeline
+        pipeline.gate.clear()  # type: ignore[attr-defined]
+        pipeline.started.clear()  # type: ignore[attr-defined]
+        request = AsyncInputModel[ToyInput](message=ToyInput(text="block"), success_queue="out")
+        job_id = await runner.submit_async("toy", request)
+        assert await asyncio.to_thread(pipeline.started.wait, 5)  # type: ignore[attr-defined]
+        assert runner.journal is not None
+        row = await asyncio.to_thread(runner.journal.get, job_id)
+        pipeline.gate.set()  # type: ignore[attr-defined]
+        for _ in range(200):
+            if sender.seen:
+                break
+            await asyncio.sleep(0.01)
+        await runner.stop()
+        return job_id, row.state if row else None
+
+    job_id, state_while_running = asyncio.run(scenario())
+    assert state_while_running == "running"
+    assert sender.seen == [(job_id, "success", "result_ready")]

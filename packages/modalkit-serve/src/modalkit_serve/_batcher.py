@@ -43,7 +43,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from modalkit_pipeline import AsyncInputModel, ItemError
+from modalkit_pipeline import ItemError
 from modalkit_serve._jobs import Job
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve._worker import Worker
@@ -90,6 +90,10 @@ class Batcher:
         model_name: For logs and metrics.
         on_batch: Called on the event loop after each batch (see `BatchObserver`).
         on_job_done: Called on the event loop with each finished async job and its result.
+        on_jobs_running: Called with a batch's async jobs as it starts, on the thread that runs it.
+        on_jobs_finished: Called with a batch's async jobs and their results on the thread that ran it, before
+            the results go to the sender: what it records (the job's status, the journal) is never behind what
+            a consumer of the queue already has.
         inline: When an idle model's batch may run on the event loop (see the module docstring); None never.
         hold: Whether an idle model holds a batch for more items (see the module docstring); None never.
     """
@@ -105,6 +109,8 @@ class Batcher:
         model_name: str = "model",
         on_batch: BatchObserver | None = None,
         on_job_done: Callable[[Job, BaseModel], object] | None = None,
+        on_jobs_running: Callable[[list[Job]], object] | None = None,
+        on_jobs_finished: Callable[[list[tuple[Job, BaseModel]]], object] | None = None,
         inline: InlinePolicy | None = None,
         hold: HoldPolicy | None = None,
     ) -> None:
@@ -118,6 +124,8 @@ class Batcher:
         self.model_name = model_name
         self.on_batch = on_batch
         self.on_job_done = on_job_done
+        self.on_jobs_running = on_jobs_running
+        self.on_jobs_finished = on_jobs_finished
         self._queue: deque[BatchItem] = deque()
         # Sync items in submission order; with one timeout for all, also deadline order (see _sweep).
         self._pending: deque[BatchItem] = deque()
@@ -409,27 +417,40 @@ class Batcher:
         started = time.perf_counter()
         messages: list[BaseModel] = []
         indices: list[int] = []
-        jobs: dict[int, tuple[AsyncInputModel[Any], str]] | None = None
+        jobs: list[tuple[int, Job]] = []
         for i, item in enumerate(batch):
             messages.append(item.message)
             indices.append(item.index)
             if item.job is not None:
                 item.job.status = "running"
-                if jobs is None:
-                    jobs = {}
-                jobs[i] = (item.job.request, item.job.job_id)
+                jobs.append((i, item.job))
+        if jobs:
+            self._hook(self.on_jobs_running, [job for _, job in jobs])
         try:
-            results = self.worker.run_messages(messages, jobs, indices)
+            # Async results are handed to the sender below, once `on_jobs_finished` has recorded them.
+            results = self.worker.run_messages(messages, None, indices)
         except Exception:
-            # run_messages isolates pipeline failures itself; this guards against a bug in the worker or sender.
+            # run_messages isolates pipeline failures itself; this guards against a bug in the worker.
             logger.exception("model %s: batch of %d failed outside the pipeline", self.model_name, len(batch))
             results = [
                 ItemError(error="internal error while running the batch", index=item.index, kind="internal")
                 for item in batch
             ]
+        if jobs:
+            self._hook(self.on_jobs_finished, [(job, results[i]) for i, job in jobs])
+            for i, job in jobs:
+                self.worker.deliver(job.request, results[i], job.job_id)
         finished = time.perf_counter()
         self._running_batch = 0
         return results, started, finished
+
+    def _hook(self, hook: Callable[[Any], object] | None, arg: object) -> None:
+        if hook is None:
+            return
+        try:
+            hook(arg)
+        except Exception:  # recording a job's progress must not stop its delivery
+            logger.exception("model %s: recording the progress of async jobs failed", self.model_name)
 
     def _post(self, callback: Callable[..., object], *args: Any) -> None:
         loop = self._loop

@@ -57,6 +57,12 @@ class Job:
         self.status: JobState = "pending"
         self.result: BaseModel | None = None
 
+    def finish(self, result: BaseModel) -> None:
+        """Set the result and the final status (from any thread: two attribute writes, in this order)."""
+        failed = isinstance(result, InferenceOutputModel) and result.status != "success"
+        self.result = result
+        self.status = "error" if failed else "success"
+
     def view(self) -> JobView:
         """A snapshot for ``GET /jobs/{job_id}``."""
         return JobView(self.job_id, self.status, self.result)
@@ -110,9 +116,7 @@ class JobStore:
 
     def finish(self, job: Job, result: BaseModel) -> None:
         """Record a job's result; it expires ``ttl_seconds`` from now."""
-        failed = isinstance(result, InferenceOutputModel) and result.status != "success"
-        job.status = "error" if failed else "success"
-        job.result = result
+        job.finish(result)
         self._expiry.append((time.monotonic() + self.ttl_seconds, job))
 
     def _purge(self, now: float) -> None:

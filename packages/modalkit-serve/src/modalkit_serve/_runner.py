@@ -18,7 +18,7 @@ from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._batcher import Batcher, BatchItem
 from modalkit_serve._ids import new_job_id
 from modalkit_serve._jobs import Job, JobStore, JobView, same_owner
-from modalkit_serve._journal import JobJournal, JournalError, JournalRow
+from modalkit_serve._journal import JobJournal, JournalError, JournalRow, JournalState
 from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve._worker import Worker, safe_error_message
@@ -402,6 +402,8 @@ class LocalRunner:
                 model_name=name,
                 on_batch=self.metrics.observe_batch,
                 on_job_done=self._job_done,
+                on_jobs_running=self._jobs_running,
+                on_jobs_finished=self._jobs_finished,
                 inline=InlinePolicy(),
                 hold=HoldPolicy(
                     max_batch_size=app.batch_config.max_batch_size, wait_seconds=app.batch_config.wait_ms / 1000
@@ -424,10 +426,26 @@ class LocalRunner:
         if self._sender is not None and _delivers(job.request):
             self._outbox_reserved = max(0, self._outbox_reserved - 1)
         self.jobs.finish(job, result)
+
+    def _jobs_running(self, jobs: list[Job]) -> None:
         if self.journal is not None:
+            self.journal.mark_many([(job.job_id, "running", None, None) for job in jobs])
+
+    def _jobs_finished(self, done: list[tuple[Job, BaseModel]]) -> None:
+        # On the batch's thread, before the sender gets the results: `GET /jobs` and the journal already say
+        # what a consumer of the queue can see. The journal's writes keep their order, so this result_ready is
+        # written before the sender's delivered, even if the delivery is quicker than the commit.
+        for job, result in done:
+            job.finish(result)
+        journal = self.journal
+        if journal is None:
+            return
+        marks: list[tuple[str, JournalState, str | None, str | None]] = []
+        for job, result in done:
             body = type(result).__pydantic_serializer__.to_json(result).decode()
             delivered = self._sender is None or not _delivers(job.request)
-            self.journal.mark(job.job_id, "delivered" if delivered else "result_ready", result=body)
+            marks.append((job.job_id, "delivered" if delivered else "result_ready", body, None))
+        journal.mark_many(marks)
 
     def _on_delivery_event(self, event: DeliveryEvent) -> None:
         self.metrics.on_delivery_event(event)

@@ -15,7 +15,7 @@ SIBLINGS = ("modalkit-pipeline", "modalkit-config", "modalkit-queue", "modalkit-
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(modalkit) if not name.startswith("_")}
+    public = {name for name in dir(modalkit) if not name.startswith("_")}
     modules = {"cli", "inference_pipeline", "iomodel", "modal_config", "modal_service", "settings", "task_queue"}
     modules |= {"testing"}
     public -= modules

@@ -8,15 +8,16 @@ The earlier modalkit's module paths keep working: ``modalkit.inference_pipeline`
 ``modalkit.modal_config``, ``modalkit.modal_service``, ``modalkit.settings``, ``modalkit.task_queue``.
 """
 
+from importlib import import_module as _import_module
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from modalkit import errors
 from modalkit._appfile import load_app_file
 from modalkit._config import ModalConfig
 from modalkit._jobs import AsyncJobInput, JobIndex, MemoryJobIndex, ModalDictJobIndex, job_index_name
 from modalkit._serve import local_app
-from modalkit._service import LegacyQueueBackend, ModalService
-from modalkit._web import ModalCalls, ModalRunner, create_web_endpoints
 from modalkit.errors import (
     AppFileError,
     ModalkitError,
@@ -45,7 +46,35 @@ from modalkit_queue import (
     send_response_queue,
 )
 
+if _TYPE_CHECKING:
+    from modalkit._service import LegacyQueueBackend, ModalService
+    from modalkit._web import ModalCalls, ModalRunner, create_web_endpoints
+
 __version__ = _version("modalkit")
+
+# `import modal` takes seconds; these names need it, so they are imported on first use. A local-only user
+# (`modalkit serve` of a ServiceSpec file, `validate`, `schema`, tests of a pipeline) never pays for it.
+_LAZY = {
+    "LegacyQueueBackend": "modalkit._service",
+    "ModalService": "modalkit._service",
+    "ModalCalls": "modalkit._web",
+    "ModalRunner": "modalkit._web",
+    "create_web_endpoints": "modalkit._web",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modalkit' has no attribute {name!r}")
+    value = getattr(_import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AppFileError",

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import linecache
 import os
+import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from modalkit._appfile import load_app_file
-from modalkit._service import ModalService, check_service_class
-from modalkit._web import WebEndpoints, _user_class, capture_web_endpoints
 from modalkit.errors import AppFileError, ModalkitError
 from modalkit_config import ConfigError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from modalkit._web import WebEndpoints
     from modalkit_serve import ServiceSpec
 
 __all__ = ["APP_ENV", "find_service", "load_app_service", "local_app", "reload_factory", "use_config_beside"]
@@ -83,6 +83,13 @@ def find_service(module: ModuleType, *, service: str | None = None) -> ServiceSp
         chosen: ServiceSpec = _choose(specs, service, "service", where)
         return chosen
 
+    if "modal" not in sys.modules:
+        # Nothing the file defines can be a Modal object, so skip the Modal forms (and the seconds `import
+        # modal` takes).
+        raise _no_service(where, service, [])
+    from modalkit._service import check_service_class
+    from modalkit._web import _user_class
+
     classes = _service_classes(module)
     web = _captured_web_endpoints(module)
     available = sorted(set(classes) | {_user_class(w.app_cls).__name__ for w in web})
@@ -109,11 +116,15 @@ def find_service(module: ModuleType, *, service: str | None = None) -> ServiceSp
         user_cls = _choose(classes, service, "class", where)
         check_service_class(user_cls)
         return ServiceSpec(user_cls.inference_implementation, settings=user_cls.modal_utils.settings)
+    raise _no_service(where, service, available)
+
+
+def _no_service(where: str, service: str | None, available: list[str]) -> AppFileError:
     if service is not None:
-        raise AppFileError(
+        return AppFileError(
             f"{where}: no ModalService class named {service!r} (found: {', '.join(available) or 'none'})"
         )
-    raise AppFileError(
+    return AppFileError(
         f"{where}: defines no modalkit service. Define an `@app.cls(...)` class that subclasses "
         "modalkit.ModalService (see `modalkit init`), or `service = ServiceSpec(YourPipeline)`"
     )
@@ -214,6 +225,9 @@ def _choose(found: dict[str, Any], wanted: str | None, what: str, where: str) ->
 def _service_classes(module: ModuleType) -> dict[str, type[Any]]:
     import modal
 
+    from modalkit._service import ModalService
+    from modalkit._web import _user_class
+
     classes: dict[str, type[Any]] = {}
     for value in vars(module).values():
         if isinstance(value, modal.Cls):
@@ -225,6 +239,8 @@ def _service_classes(module: ModuleType) -> dict[str, type[Any]]:
 
 def _captured_web_endpoints(module: ModuleType) -> list[WebEndpoints]:
     import modal
+
+    from modalkit._web import capture_web_endpoints
 
     captured: list[WebEndpoints] = []
     for value in vars(module).values():

@@ -587,3 +587,22 @@ def test_a_relative_path_from_an_environment_variable_stays_relative_to_the_work
     settings = load_settings(path, env=env, env_file=None)
 
     assert settings.model_settings.local_model_repository_folder == "models"
+
+
+def test_loaded_settings_say_where_each_key_was_set(write: Write) -> None:
+    base = write("base.yaml", "app_settings:\n  app_prefix: d\nmodel_settings:\n  model_entries:\n    m:\n      a: 1\n")
+    overlay = write("overlay.yaml", "model_settings:\n  model_entries:\n    m:\n      b: 2\n")
+    settings = load_settings([base, overlay], env={"MODALKIT_MODEL_SETTINGS__COMMON__C": "3"}, env_file=None)
+
+    issue = settings.issue_at(("model_settings", "model_entries", "m", "a"), "bad a")
+    assert str(issue) == f"{base}:6: model_settings.model_entries.m.a: bad a"
+    assert (issue.file, issue.line) == (str(base), 6)
+    assert settings.issue_at(("model_settings", "model_entries", "m", "b"), "x").line == 4
+    # A key nobody set is reported where its nearest parent was.
+    assert settings.issue_at(("model_settings", "model_entries", "m", "zz"), "x").line == 3
+    assert settings.issue_at(("model_settings", "common", "c"), "x").file == "$MODALKIT_MODEL_SETTINGS__COMMON__C"
+    data = {"app_settings": {"app_prefix": "d"}, "model_settings": {"model_entries": {"m": {}}}}
+    from_dict = settings_from_dict(data)
+    assert str(from_dict.issue_at(("model_settings", "model_entries", "m"), "x")) == (
+        "<dict>: model_settings.model_entries.m: x"
+    )

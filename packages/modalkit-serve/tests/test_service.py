@@ -309,3 +309,50 @@ def test_the_reload_factory_builds_the_app_named_in_the_environment(
     finally:
         shutdown_logging()
     assert "/predict_sync" in {getattr(r, "path", None) for r in app.routes}
+
+
+# -- a model entry checked against the pipeline's declared arguments --------------------------------------------
+
+DECLARED_APP = """
+from typing import Any
+
+from modalkit_serve import ServiceSpec
+from serve_support import ToyPipeline
+
+
+class Weighted(ToyPipeline):
+    def __init__(self, model_name: str, folder: str, common: dict[str, Any], *, weights: str = "default.bin") -> None:
+        super().__init__(model_name, folder, common, weights=weights)
+
+
+service = ServiceSpec(Weighted)
+"""
+
+
+def test_a_typo_in_a_model_entry_is_a_config_error_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config sets is undone after the test
+    monkeypatch.delenv("MODALKIT_CONFIG")
+    (tmp_path / "declared_app.py").write_text(DECLARED_APP)
+    config = tmp_path / "modalkit.yaml"
+    config.write_text("app_settings: {app_prefix: x}\nmodel_settings:\n  model_entries:\n    m:\n      wieghts: a\n")
+
+    assert main([str(tmp_path / "declared_app.py"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "wieghts" in line]
+    assert f"{config}:5: model_settings.model_entries.m.wieghts: unknown argument of Weighted.__init__" in line
+    assert "did you mean 'weights'?" in line
+
+    # The same check guards every way in: the app a test builds refuses the entry before any model loads.
+    from modalkit_config import ConfigValidationError, load_settings
+    from modalkit_serve import build_app
+
+    spec = load_service(tmp_path / "declared_app.py")
+    spec.settings = load_settings(config, env={}, env_file=None)
+    with pytest.raises(ConfigValidationError, match="did you mean 'weights'"):
+        build_app(spec)
+    config.write_text(config.read_text().replace("wieghts", "weights"))
+    spec.settings = load_settings(config, env={}, env_file=None)
+    assert build_app(spec) is not None

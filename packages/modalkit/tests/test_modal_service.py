@@ -345,3 +345,27 @@ def test_a_subclass_may_write_its_own_batched_method() -> None:
         mine = process_request
 
     assert Own.__dict__["process_request"] is Own.__dict__["mine"]
+
+
+def test_a_model_entry_that_does_not_fit_the_pipeline_fails_the_class_at_its_line(tmp_path: Any) -> None:
+    from modalkit_config import ConfigValidationError, load_settings
+
+    from .apps.translation_pipeline import TranslationModel
+
+    class Weighted(TranslationModel):
+        def __init__(self, model_name: str, folder: str, common: dict[str, Any], *, weights: str = "w") -> None:
+            super().__init__(model_name, folder, common, weights=weights)
+
+    path = tmp_path / "modalkit.yaml"
+    path.write_text("app_settings: {app_prefix: x}\nmodel_settings:\n  model_entries:\n    m: {wieghts: a.bin}\n")
+    config = ModalConfig(load_settings(path, env={}, env_file=None), config_files=[])
+    # At import of the app file, so `modal deploy` stops before anything is uploaded.
+    with pytest.raises(ConfigValidationError) as info:
+
+        class Svc(ModalService):
+            inference_implementation = Weighted
+            modal_utils = config
+            model_name: str = modal.parameter(default="m")
+
+    assert str(info.value).startswith(f"{path}:4: model_settings.model_entries.m.wieghts: unknown argument")
+    assert "did you mean 'weights'?" in str(info.value)

@@ -444,6 +444,7 @@ def _validate(build: _Build) -> Settings:
             build.issues.append(ConfigIssue(origin.file, format_key_path(problem.path), origin.line, problem.message))
     else:
         if not build.issues:
+            settings.keep_origins({path: (o.file, o.line) for path, o in build.origins.items()}, build.fallback_file)
             return settings
     raise ConfigValidationError(sorted(build.issues, key=lambda issue: _issue_order(build, issue)))
 

@@ -11,15 +11,24 @@ import difflib
 import posixpath
 import re
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from modalkit_config._paths import KeyPath, format_key_path
-from modalkit_config.errors import ModalkitDeprecationWarning
+from modalkit_config.errors import ConfigIssue, ModalkitDeprecationWarning
 
 __all__ = [
     "DEPRECATED_KEYS",
@@ -737,6 +746,36 @@ class Settings(BaseSettings):
             from modalkit_config._loader import settings_error
 
             raise settings_error(exc, _last_input.get() or {}, last_build.get()) from None
+        build = last_build.get()
+        if build is not None:
+            self.keep_origins({path: (o.file, o.line) for path, o in build.origins.items()}, build.fallback_file)
+
+    _origins: dict[KeyPath, tuple[str | None, int | None]] = PrivateAttr(default_factory=dict)
+    _source: str | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        # Where each key was set is not part of the value: a file's settings equal the same settings from a dict.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def keep_origins(self, origins: Mapping[KeyPath, tuple[str | None, int | None]], source: str | None) -> None:
+        """Remember where each key path was set (file or variable, line), for `issue_at`; the loader calls it."""
+        self._origins = dict(origins)
+        self._source = source
+
+    def issue_at(self, path: Sequence[str | int], message: str) -> ConfigIssue:
+        """A problem about ``path`` found after loading, placed where it (or its nearest parent) was set.
+
+        For checks only the caller can make (a pipeline's declared entry arguments): the message then reads like
+        the loader's own, ``file:line: key.path: message``.
+        """
+        key_path = tuple(path)
+        for end in range(len(key_path), 0, -1):
+            origin = self._origins.get(key_path[:end])
+            if origin is not None:
+                return ConfigIssue(origin[0], format_key_path(key_path), origin[1], message)
+        return ConfigIssue(self._source, format_key_path(key_path), None, message)
 
     @classmethod
     def _settings_build_values(

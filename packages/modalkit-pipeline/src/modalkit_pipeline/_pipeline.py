@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from modalkit_pipeline._iomodels import InferenceOutputModel, ItemError
 from modalkit_pipeline.errors import OutputCountError, PipelineError
 
 InputT = TypeVar("InputT", bound=BaseModel)
 OutputT = TypeVar("OutputT", bound=BaseModel)
+
+EntryProblem = tuple[tuple[str | int, ...], str]
+"""A problem in a model entry: the key path inside the entry (``()`` for the entry itself) and what is wrong."""
+
+# The constructor's first three parameters: modalkit passes them itself, a model entry cannot.
+_PASSED_BY_MODALKIT = 3
 
 
 class InferencePipeline(ABC, Generic[InputT, OutputT]):
@@ -27,8 +35,17 @@ class InferencePipeline(ABC, Generic[InputT, OutputT]):
         all_model_data_folder: Where model artefacts live (``model_settings.local_model_repository_folder``).
         common_settings: ``model_settings.common``, shared by every model entry.
         *args: Ignored; accepted so pipelines written for the earlier modalkit keep working.
-        **kwargs: The model entry's own settings; kept in ``self.model_kwargs``.
+        **kwargs: The model entry's own settings; kept in ``self.model_kwargs`` (and, validated, in
+            ``self.entry`` when the class sets `entry_model`).
+
+    A pipeline declares the arguments a model entry may give, so a typo in ``modalkit.yaml`` is an error when
+    the service loads its config rather than a silently ignored key: either keyword parameters of its own
+    ``__init__`` after the first three (with no ``**kwargs``), or a pydantic model in `entry_model`. A pipeline
+    that takes ``**kwargs`` and sets no `entry_model` declares nothing, and any entry is accepted.
     """
+
+    entry_model: ClassVar[type[BaseModel] | None] = None
+    """A pydantic model of the model entries' keyword arguments; None: the constructor's signature says."""
 
     def __init__(
         self,
@@ -42,6 +59,37 @@ class InferencePipeline(ABC, Generic[InputT, OutputT]):
         self.all_model_data_folder = all_model_data_folder
         self.common_settings = common_settings
         self.model_kwargs: dict[str, Any] = dict(kwargs)
+        model = type(self).entry_model
+        self.entry: BaseModel | None = None if model is None else model.model_validate(kwargs)
+        """The model entry validated by `entry_model`, when the class sets one."""
+
+    @classmethod
+    def entry_problems(cls, entry: Mapping[str, Any]) -> list[EntryProblem]:
+        """What is wrong with a model entry for this pipeline, by the arguments it declares (none: ``[]``).
+
+        Unknown keys (with a "did you mean"), missing required ones, and with `entry_model` bad values.
+        """
+        if cls.entry_model is not None:
+            return _model_problems(cls.entry_model, entry)
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return []
+        passed = [p.name for p in parameters[:_PASSED_BY_MODALKIT]]
+        takes = {
+            p.name: p
+            for p in parameters[_PASSED_BY_MODALKIT:]
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        }
+        problems: list[EntryProblem] = []
+        for key in entry:
+            if key in passed:
+                problems.append(((key,), f"is set by modalkit itself, not by a model entry ({cls.__name__})"))
+            elif key not in takes:
+                problems.append(((key,), _unknown(str(key), sorted(takes), f"{cls.__name__}.__init__")))
+        for name, parameter in takes.items():
+            if parameter.default is inspect.Parameter.empty and name not in entry:
+                problems.append(((), f"missing argument {name!r}, required by {cls.__name__}.__init__"))
+        return problems
 
     @abstractmethod
     def preprocess(self, input_list: list[InputT]) -> dict[str, Any]:
@@ -118,3 +166,31 @@ def failed_indices(results: Sequence[BaseModel]) -> list[int]:
     """Positions of the results that are errors: `ItemError`, or any output whose ``status`` is not ``success``."""
     # ItemError is an InferenceOutputModel whose status is always "error".
     return [i for i, r in enumerate(results) if isinstance(r, InferenceOutputModel) and r.status != "success"]
+
+
+def _model_problems(model: type[BaseModel], entry: Mapping[str, Any]) -> list[EntryProblem]:
+    names = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+    problems: list[EntryProblem] = []
+    if model.model_config.get("extra") != "allow":
+        for key in entry:
+            if key not in names:
+                problems.append(((key,), _unknown(str(key), sorted(model.model_fields), model.__name__)))
+    try:
+        model.model_validate(dict(entry))
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            if error["type"] == "extra_forbidden":
+                continue  # reported above, with a "did you mean"
+            if error["type"] == "missing":
+                problems.append(((*loc[:-1],), f"missing argument {loc[-1]!r}, required by {model.__name__}"))
+            else:
+                problems.append((loc, str(error["msg"])))
+    return problems
+
+
+def _unknown(key: str, known: list[str], owner: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    takes = ", ".join(known) if known else "none"
+    return f"unknown argument of {owner}; {hint}(it takes: {takes})"

@@ -13,6 +13,7 @@ from modalkit_serve import errors
 from modalkit_serve._app import AuthenticatorLike, ErrorResponse, create_app
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._batcher import Batcher, BatchItem
+from modalkit_serve._entries import check_model_entries
 from modalkit_serve._jobs import JobStatus, JobView, same_owner
 from modalkit_serve._logging import configure_logging
 from modalkit_serve._metrics import ServeMetrics
@@ -40,6 +41,7 @@ __all__ = [
     "Worker",
     "__version__",
     "build_app",
+    "check_model_entries",
     "configure_logging",
     "create_app",
     "errors",

@@ -23,6 +23,7 @@ from modalkit_config import Settings, load_settings
 from modalkit_pipeline import InferencePipeline
 from modalkit_queue import check_backend
 from modalkit_serve._app import create_app
+from modalkit_serve._entries import check_model_entries
 from modalkit_serve._logging import configure_logging, shutdown_logging
 from modalkit_serve._runner import LocalRunner
 from modalkit_serve.errors import ServiceSpecError
@@ -70,9 +71,15 @@ class ServiceSpec:
             self.output_model = self.output_model or declared_out
 
     def resolve_settings(self) -> Settings:
-        """The settings given, else the ones `load_settings()` finds now."""
+        """The settings given, else the ones `load_settings()` finds now, checked against the pipeline.
+
+        Raises:
+            ConfigError: the settings are invalid, or a model entry does not fit the arguments the pipeline
+                declares (`InferencePipeline.entry_problems`).
+        """
         if self.settings is None:
             self.settings = load_settings()
+        check_model_entries(self.pipeline_cls, self.settings)
         return self.settings
 
 

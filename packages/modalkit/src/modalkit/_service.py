@@ -72,6 +72,12 @@ class ModalService:
                 "a method decorated with @modal.enter(), and configuration into class attributes or modal.parameter"
             )
         config = getattr(cls, "modal_utils", None)
+        impl = getattr(cls, "inference_implementation", None)
+        if isinstance(config, ModalConfig) and isinstance(impl, type) and issubclass(impl, InferencePipeline):
+            from modalkit_serve import check_model_entries
+
+            # At import of the app file: `modal deploy` stops at a mistyped entry before anything is uploaded.
+            check_model_entries(impl, config.settings)
         if config is None or BATCHED_METHOD in cls.__dict__:
             return  # an intermediate base, or the subclass wrote its own batched method
         setattr(cls, BATCHED_METHOD, modal.batched(**config.get_batched_method_settings())(_batched_method(cls)))

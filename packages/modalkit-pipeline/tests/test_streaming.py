@@ -153,3 +153,23 @@ def test_a_plain_pipeline_is_not_streaming() -> None:
     from modalkit_pipeline import InferencePipeline
 
     assert not InferencePipeline.is_streaming()
+
+
+def test_run_steps_hands_over_each_model_call_as_one_step_and_computes_nothing_ahead() -> None:
+    pipeline = EchoTokens("m", ".", {})
+    steps = pipeline.run_steps([Prompt(text="a b c"), Prompt(text="x")])
+    assert next(steps) == [(0, Token(token="a")), (1, Token(token="x"))]
+    assert pipeline.steps == 1  # the next model call waits for the caller
+    assert steps.send(frozenset()) == [(0, Token(token="b")), (1, None)]
+    assert pipeline.steps == 2
+    assert list(steps) == [[(0, Token(token="c"))], [(0, None)]]
+
+
+def test_run_steps_tells_the_model_which_streams_were_cancelled_and_drops_their_entries() -> None:
+    pipeline = EchoTokens("m", ".", {})
+    steps = pipeline.run_steps([Prompt(text="a b c"), Prompt(text="x y z")])
+    assert next(steps) == [(0, Token(token="a")), (1, Token(token="x"))]
+    assert steps.send(frozenset({1})) == [(0, Token(token="b"))]
+    assert pipeline.cancelled_seen == [frozenset({1})]
+    assert list(steps) == [[(0, Token(token="c"))], [(0, None)]]
+    assert pipeline.cancelled_seen[-1] == frozenset({1})  # the set the model gets is cumulative

@@ -50,12 +50,14 @@ class StreamingPipeline(InferencePipeline[InputT, OutputT], Generic[InputT, Chun
     def join_chunks(self, item: InputT, chunks: list[ChunkT]) -> OutputT | ItemError:
         """The single output of one input, from all its chunks (for ``/predict_sync``, batches and async jobs)."""
 
-    def run_stream(self, input_list: list[InputT]) -> Generator[StreamEvent[ChunkT], frozenset[int] | None, None]:
-        """Run preprocess -> predict_stream over one batch, checking each step.
+    def run_steps(self, input_list: list[InputT]) -> Generator[list[StreamEvent[ChunkT]], frozenset[int] | None, None]:
+        """Run preprocess -> predict_stream over one batch, one model call per step, checking each step.
 
-        Yields ``(index, event)`` per chunk, then ``(index, None)`` once when that input's stream is done, or
-        ``(index, ItemError)`` when it failed. Send the set of cancelled positions into it (or nothing): they
-        get no further events and the model is told at its next step.
+        Yields, per step, the ``(index, event)`` pairs of the streams still open: a chunk, ``None`` when that
+        stream finished, or an `ItemError` when it failed; a last list ends, with ``None``, the streams the
+        model left open when it returned. The next model call happens only when the caller asks for the next
+        step, so nothing is computed ahead of a slow reader. Send the positions cancelled since the last step
+        (or nothing): they get no further events, and the model is told at its next step.
 
         Raises:
             StreamContractError: a step had the wrong number of entries or an entry of the wrong type.
@@ -69,34 +71,71 @@ class StreamingPipeline(InferencePipeline[InputT, OutputT], Generic[InputT, Chun
         try:
             step = next(steps)
             while True:
-                step = list(step)
-                if len(step) != len(input_list):
-                    raise StreamContractError(
-                        f"{type(self).__name__}.predict_stream yielded {len(step)} "
-                        f"entr{'y' if len(step) == 1 else 'ies'} for {len(input_list)} inputs; "
-                        "a step must have exactly one entry per input, in order"
-                    )
-                for i, entry in enumerate(step):
-                    if entry is not None and not isinstance(entry, chunk_model | ItemError):
-                        raise StreamContractError(
-                            f"{type(self).__name__}.predict_stream yielded {type(entry).__name__} for input {i}; "
-                            f"expected {chunk_model.__name__}, ItemError or None"
-                        )
-                    if i not in open_items or i in cancelled:
-                        continue
-                    if not isinstance(entry, chunk_model):
-                        open_items.discard(i)
-                    sent = yield i, entry
-                    if sent:
-                        cancelled = cancelled | sent
-                        open_items -= sent
+                events = self._check_step(list(step), len(input_list), chunk_model, open_items)
+                sent = yield events
+                if sent:
+                    cancelled = cancelled | sent
+                    open_items -= sent
+                if not open_items:
+                    return
                 step = steps.send(cancelled)
         except StopIteration:
             pass
         finally:
             steps.close()
-        for i in sorted(open_items - cancelled):
-            yield i, None
+        if open_items:
+            yield [(i, None) for i in sorted(open_items)]
+
+    def _check_step(
+        self, step: list[Any], n: int, chunk_model: type[BaseModel], open_items: set[int]
+    ) -> list[StreamEvent[ChunkT]]:
+        if len(step) != n:
+            raise StreamContractError(
+                f"{type(self).__name__}.predict_stream yielded {len(step)} "
+                f"entr{'y' if len(step) == 1 else 'ies'} for {n} inputs; "
+                "a step must have exactly one entry per input, in order"
+            )
+        events: list[StreamEvent[ChunkT]] = []
+        for i, entry in enumerate(step):
+            if entry is not None and not isinstance(entry, chunk_model | ItemError):
+                raise StreamContractError(
+                    f"{type(self).__name__}.predict_stream yielded {type(entry).__name__} for input {i}; "
+                    f"expected {chunk_model.__name__}, ItemError or None"
+                )
+            if i not in open_items:
+                continue
+            if not isinstance(entry, chunk_model):
+                open_items.discard(i)
+            events.append((i, entry))  # type: ignore[arg-type]  # checked just above: a ChunkT, ItemError or None
+        return events
+
+    def run_stream(self, input_list: list[InputT]) -> Generator[StreamEvent[ChunkT], frozenset[int] | None, None]:
+        """Like `run_steps`, one event at a time: ``(index, chunk)``, then ``(index, None)`` or ``(index, ItemError)``.
+
+        Send the set of cancelled positions into it (or nothing) after any event: they get no further events
+        and the model is told at its next step.
+
+        Raises:
+            StreamContractError: a step had the wrong number of entries or an entry of the wrong type.
+        """
+        cancelled: frozenset[int] = frozenset()
+        steps = self.run_steps(input_list)
+        try:
+            events = next(steps)
+            while True:
+                new: frozenset[int] = frozenset()
+                for i, event in events:
+                    if i in cancelled:
+                        continue
+                    sent = yield i, event
+                    if sent:
+                        new = new | sent
+                        cancelled = cancelled | sent
+                events = steps.send(new)
+        except StopIteration:
+            pass
+        finally:
+            steps.close()
 
     def predict(self, input_list: list[InputT], preprocessed_data: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError("a StreamingPipeline runs through run_stream; run_inference joins its chunks")

@@ -2,7 +2,8 @@
 
 - `create_app(runner, input_model, output_model, settings, authenticator=None)`: the FastAPI service.
 - `LocalRunner`: serves every model entry on this machine (a `Batcher` and a `Worker` per model).
-- `Worker`: the one place a batch runs, locally and inside a Modal container.
+- `Worker`: the one place a batch runs (and a batch of streams steps), locally and inside a Modal container.
+- `StreamingRunner`, `ChunkStream`: what ``/predict_stream`` needs of a runtime (`create_app(chunk_model=...)`).
 - `ServiceSpec` and `run`: what an app file declares and how `modalkit-serve APP.py` runs it.
 - `configure_logging`: JSON-lines logs (called by the CLI; nothing is configured at import).
 """
@@ -17,8 +18,9 @@ from modalkit_serve._entries import check_model_entries
 from modalkit_serve._jobs import JobStatus, JobView, same_owner
 from modalkit_serve._logging import configure_logging
 from modalkit_serve._metrics import ServeMetrics
-from modalkit_serve._runner import LocalRunner, ManagedRunner, OutboxSender, Runner
+from modalkit_serve._runner import LocalRunner, ManagedRunner, OutboxSender, Runner, StreamingRunner
 from modalkit_serve._service import ServiceSpec, build_app, load_service, run
+from modalkit_serve._streams import ChunkStream, StreamDone, StreamError
 from modalkit_serve._worker import Sender, Worker, is_fatal_error, safe_error_message
 
 __version__ = _version("modalkit-serve")
@@ -27,6 +29,7 @@ __all__ = [
     "AuthenticatorLike",
     "BatchItem",
     "Batcher",
+    "ChunkStream",
     "ErrorResponse",
     "JobStatus",
     "JobView",
@@ -38,6 +41,9 @@ __all__ = [
     "Sender",
     "ServeMetrics",
     "ServiceSpec",
+    "StreamDone",
+    "StreamError",
+    "StreamingRunner",
     "Worker",
     "__version__",
     "build_app",

@@ -10,11 +10,11 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,6 +27,7 @@ from modalkit_serve._asgi import (
     UNSUPPORTED_MEDIA_TYPE,
     FastHandler,
     ServeMiddleware,
+    StreamFastHandler,
     is_json_content_type,
 )
 from modalkit_serve._docs import add_offline_docs
@@ -34,6 +35,7 @@ from modalkit_serve._jobs import JobStatus, job_status_json
 from modalkit_serve._metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from modalkit_serve._routes import Handler, Reply, Routes, error_reply
 from modalkit_serve._runner import ManagedRunner, Runner
+from modalkit_serve._streams import SSE_HEADERS, EventStream, StreamError
 from modalkit_serve.errors import JobNotFoundError, ServeError
 
 __all__ = ["AuthenticatorLike", "ErrorResponse", "create_app"]
@@ -41,8 +43,18 @@ __all__ = ["AuthenticatorLike", "ErrorResponse", "create_app"]
 logger = logging.getLogger("modalkit.serve")
 
 JSON = "application/json"
+T = TypeVar("T")
 ROUTES = frozenset(
-    {"/predict_sync", "/predict_batch", "/predict_async", "/jobs/{job_id}", "/health", "/ready", "/metrics"}
+    {
+        "/predict_sync",
+        "/predict_batch",
+        "/predict_async",
+        "/predict_stream",
+        "/jobs/{job_id}",
+        "/health",
+        "/ready",
+        "/metrics",
+    }
 )
 _JOB_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 # Modal's proxy-auth headers, as modalkit_auth.Authenticator.check names its arguments.
@@ -126,6 +138,7 @@ def create_app(
     metrics: ServeMetrics | None = None,
     title: str | None = None,
     fast_path: bool = True,
+    chunk_model: type[BaseModel] | None = None,
 ) -> FastAPI:
     """Build the HTTP service.
 
@@ -146,6 +159,8 @@ def create_app(
         fast_path: Serve the predict routes in modalkit's ASGI layer (same behaviour, a fraction of FastAPI's
             per-request cost). False sends them through FastAPI's routing and dependencies; an authenticator
             other than `modalkit_auth.Authenticator` always does.
+        chunk_model: A `StreamingPipeline`'s chunk model: adds ``POST /predict_stream`` (Server-Sent Events),
+            which the runner must serve (`modalkit_serve.StreamingRunner`).
 
     Returns:
         The FastAPI app (serve it with uvicorn, or see `modalkit_serve.run`).
@@ -191,6 +206,7 @@ def create_app(
     app.state.authenticator = authenticator
 
     fast: dict[str, FastHandler] = {}
+    streams: dict[str, StreamFastHandler] = {}
     auth_check = None
     if fast_path and (authenticator is None or isinstance(authenticator, Authenticator)):
         fast = {
@@ -198,6 +214,8 @@ def create_app(
             "/predict_batch": _bound(routes, routes.predict_batch),
             "/predict_async": _bound(routes, routes.predict_async),
         }
+        if chunk_model is not None:
+            streams["/predict_stream"] = _bound(routes, routes.predict_stream)
         if isinstance(authenticator, Authenticator):
             auth_check = _auth_check(authenticator)
     app.serve_layer = ServeMiddleware(
@@ -208,14 +226,16 @@ def create_app(
         fast=fast,
         auth_check=auth_check,
         identify=getattr(authenticator, "identity", None),
+        streams=streams,
     )
     _add_error_handlers(app)
 
     protected = [Depends(authenticator.dependency)] if authenticator is not None else []
     metrics_protected = protected if authenticator is not None and authenticator.protect_metrics else []
-    refs, defs = models_json_schema(
-        [(input_model, "validation"), (routes.async_model, "validation")], ref_template="#/components/schemas/{model}"
-    )
+    documented: list[tuple[type[BaseModel], Any]] = [(input_model, "validation"), (routes.async_model, "validation")]
+    if chunk_model is not None:
+        documented += [(chunk_model, "serialization"), (StreamError, "serialization")]
+    refs, defs = models_json_schema(documented, ref_template="#/components/schemas/{model}")
     input_ref = refs[(input_model, "validation")]
     async_ref = refs[(routes.async_model, "validation")]
     errors_doc: dict[int | str, dict[str, Any]] = {
@@ -300,6 +320,49 @@ def create_app(
     async def predict_async(request: Request, model_name: Annotated[str | None, model_query] = None) -> Response:
         return await via_fastapi(request, routes.predict_async)
 
+    if chunk_model is not None:
+        stream_doc = _body_doc(input_ref, "One input for the model.")
+        stream_doc["responses"] = {
+            "200": {
+                "description": "Server-Sent Events: one event per chunk (`data:` the chunk's JSON), then one final "
+                '`event: done` (`{"status": "success", "chunks": N}`) or `event: error` (a StreamError; the '
+                "chunks sent before it stand). Refusals before the first chunk are JSON answers (422, 404, 503, "
+                "504). Closing the connection cancels the stream.",
+                "content": {
+                    "text/event-stream": {"itemSchema": _sse_item_schema(refs[(chunk_model, "serialization")])}
+                },
+            },
+            "422": sync_doc["responses"]["422"],
+        }
+
+        async def stream_via_fastapi(request: Request) -> Response:
+            content_type = request.headers.get("content-type")
+            if not is_json_content_type(None if content_type is None else content_type.encode("latin-1")):
+                return JSONResponse({"detail": UNSUPPORTED_MEDIA_TYPE}, status_code=415)
+            body = await request.body()
+            result = await routes.reply(
+                routes.predict_stream, body, request.scope["query_string"], request.scope.get(REQUEST_INFO_KEY)
+            )
+            if isinstance(result, EventStream):
+                response = StreamingResponse(result.frames())
+                response.raw_headers = [h for h in response.raw_headers if h[0] != b"content-type"] + SSE_HEADERS
+                return response
+            status, reply, headers = result
+            answer = Response(reply, status_code=status, media_type=JSON)
+            answer.raw_headers.extend(headers)
+            return answer
+
+        @app.post(
+            "/predict_stream",
+            response_class=StreamingResponse,
+            responses=errors_doc,
+            dependencies=protected,
+            openapi_extra=stream_doc,
+            summary="Stream the output of one input (Server-Sent Events)",
+        )
+        async def predict_stream(request: Request, model_name: Annotated[str | None, model_query] = None) -> Response:
+            return await stream_via_fastapi(request)
+
     @app.get(
         "/jobs/{job_id}",
         response_model=JobStatus[output_model],  # type: ignore[valid-type]
@@ -359,8 +422,10 @@ def create_app(
     return app
 
 
-def _bound(routes: Routes, handler: Handler) -> FastHandler:
-    async def fast(body: bytes, query: bytes, info: Any) -> Reply:
+def _bound(
+    routes: Routes, handler: Callable[[bytes, bytes, Any], Awaitable[T]]
+) -> Callable[[bytes, bytes, Any], Awaitable[T | Reply]]:
+    async def fast(body: bytes, query: bytes, info: Any) -> T | Reply:
         return await routes.reply(handler, body, query, info)
 
     return fast
@@ -393,6 +458,30 @@ async def _start_auth(authenticator: AuthenticatorLike) -> None:
         await authenticator.start()
     except Exception:
         logger.exception("auth failed to start; protected routes answer 503 and /ready stays not ready")
+
+
+def _sse_item_schema(chunk_ref: dict[str, Any]) -> dict[str, Any]:
+    """The events of ``/predict_stream`` (OpenAPI 3.2's ``itemSchema``, as FastAPI writes it for SSE)."""
+
+    def event(name: str | None, data: dict[str, Any], description: str) -> dict[str, Any]:
+        properties: dict[str, Any] = {
+            "data": {"type": "string", "contentMediaType": JSON, "contentSchema": data},
+        }
+        properties["event"] = {"const": name} if name is not None else {"type": "string", "const": "message"}
+        return {"type": "object", "description": description, "required": ["data"], "properties": properties}
+
+    done = {
+        "type": "object",
+        "required": ["status", "chunks"],
+        "properties": {"status": {"const": "success"}, "chunks": {"type": "integer", "minimum": 0}},
+    }
+    return {
+        "oneOf": [
+            event(None, chunk_ref, "A chunk (no event field: the default `message` event)."),
+            event("done", done, "The stream finished; nothing follows."),
+            event("error", {"$ref": "#/components/schemas/StreamError"}, "The stream failed; nothing follows."),
+        ]
+    }
 
 
 def _body_doc(schema: dict[str, Any], description: str) -> dict[str, Any]:

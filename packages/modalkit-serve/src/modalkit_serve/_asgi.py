@@ -12,6 +12,8 @@ predict routes in OpenAPI, and serves them too when the fast path is off.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modalkit_serve._ids import RequestIds, sane_request_id
 from modalkit_serve._logging import AccessLog
 from modalkit_serve._metrics import ServeMetrics
+from modalkit_serve._streams import SSE_HEADERS, EventStream
 
 __all__ = [
     "REQUEST_INFO_KEY",
@@ -31,6 +34,7 @@ __all__ = [
     "FastHandler",
     "RequestInfo",
     "ServeMiddleware",
+    "StreamFastHandler",
     "is_json_content_type",
 ]
 
@@ -64,6 +68,10 @@ class RequestInfo:
 
 FastHandler = Callable[[bytes, bytes, RequestInfo], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]]
 """(body, query string, info) -> (status, JSON body, extra headers)."""
+StreamFastHandler = Callable[
+    [bytes, bytes, RequestInfo], Awaitable["tuple[int, bytes, list[tuple[bytes, bytes]]] | EventStream"]
+]
+"""Like `FastHandler`, or the `EventStream` of a stream that started."""
 AuthCheck = Callable[[Sequence[tuple[bytes, bytes]]], "tuple[int, bytes, list[tuple[bytes, bytes]]] | None"]
 """(raw request headers) -> None when allowed, else the refusal reply."""
 Identify = Callable[[Sequence[tuple[bytes, bytes]]], "str | None"]
@@ -94,6 +102,8 @@ class ServeMiddleware:
         fast: ``POST`` path -> handler, for the routes served here directly.
         auth_check: Run before a fast-path handler (the FastAPI routes use the auth dependency instead).
         identify: Names the caller from the request headers, for `RequestInfo.owner` (job ownership).
+        streams: ``POST`` path -> handler, for the streaming routes served here directly (Server-Sent Events;
+            a client that disconnects cancels its stream).
     """
 
     def __init__(
@@ -106,6 +116,7 @@ class ServeMiddleware:
         fast: Mapping[str, FastHandler] | None = None,
         auth_check: AuthCheck | None = None,
         identify: Identify | None = None,
+        streams: Mapping[str, StreamFastHandler] | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -114,6 +125,7 @@ class ServeMiddleware:
         self.fast = dict(fast or {})
         self.auth_check = auth_check
         self.identify = identify
+        self.streams = dict(streams or {})
         self.access_log = AccessLog()
         self.ids = RequestIds()
 
@@ -148,7 +160,8 @@ class ServeMiddleware:
             path = path[len(root) :] or "/"
         method: str = scope["method"]
         fast = self.fast.get(path) if method == "POST" else None
-        route = path if fast is not None else None
+        streamer = self.streams.get(path) if method == "POST" else None
+        route = path if fast is not None or streamer is not None else None
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -163,9 +176,11 @@ class ServeMiddleware:
             if too_large is not None:
                 await _reply(send, too_large[0], _detail(too_large[1]), [id_header], close=too_large[0] == 413)
                 info.status = too_large[0]
-            elif fast is not None and not is_json_content_type(content_type):
+            elif (fast is not None or streamer is not None) and not is_json_content_type(content_type):
                 await _reply(send, 415, _detail(UNSUPPORTED_MEDIA_TYPE), [id_header])
                 info.status = 415
+            elif streamer is not None:
+                await self._stream(streamer, scope, receive, send, info, id_header)
             elif fast is not None:
                 status, body, headers = await self._fast(fast, scope, receive, info)
                 headers.append(id_header)
@@ -215,6 +230,59 @@ class ServeMiddleware:
             refused = self.auth_check(scope["headers"])
             if refused is not None:
                 return refused[0], refused[1], list(refused[2])
+        body = await self._read_body(receive)
+        status, reply, reply_headers = await handler(body, scope["query_string"], info)
+        return status, reply, list(reply_headers)
+
+    async def _stream(
+        self,
+        handler: StreamFastHandler,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        info: RequestInfo,
+        id_header: tuple[bytes, bytes],
+    ) -> None:
+        """Answer a streaming route: a JSON reply when refused, else SSE frames until done or the client goes."""
+        if self.auth_check is not None:
+            refused = self.auth_check(scope["headers"])
+            if refused is not None:
+                await _reply(send, refused[0], refused[1], [*refused[2], id_header])
+                info.status = refused[0]
+                return
+        body = await self._read_body(receive)
+
+        async def answer() -> None:
+            result = await handler(body, scope["query_string"], info)
+            if not isinstance(result, EventStream):
+                status, reply, headers = result
+                await _reply(send, status, reply, [*headers, id_header])
+                info.status = status
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, id_header]})
+            info.status = 200
+            async for frame in result.frames():
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        # The client may go away at any time, while the stream waits for its first chunk or between chunks
+        # (a server sending into a closed connection is not told): watch for it beside the stream.
+        work = asyncio.ensure_future(answer())
+        watch = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, watch):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task  # the stream's own cleanup (cancel it in the batcher) runs here
+        if not work.cancelled():
+            work.result()
+            return
+        info.status = 499  # logged only: the client closed the connection
+
+    async def _read_body(self, receive: Receive) -> bytes:
         message = await receive()
         if message["type"] != "http.request":
             raise _ClientGoneError
@@ -236,8 +304,7 @@ class ServeMiddleware:
             body = b"".join(chunks)
         elif len(body) > self.max_body_bytes:
             raise _BodyTooLargeError(self.max_body_bytes)
-        status, reply, reply_headers = await handler(body, scope["query_string"], info)
-        return status, reply, list(reply_headers)
+        return body
 
     def _too_large(self, length: bytes | None) -> tuple[int, str] | None:
         if length is None:
@@ -284,6 +351,11 @@ def is_json_content_type(value: bytes | None) -> bool:
         return True
     media = value.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _detail(text: str) -> bytes:

@@ -46,15 +46,23 @@ from pydantic import BaseModel
 from modalkit_pipeline import ItemError
 from modalkit_serve._jobs import Job
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
+from modalkit_serve._streams import SlowReaderError, StreamItem
 from modalkit_serve._worker import Worker
 from modalkit_serve.errors import NotReadyError, QueueFullError, RequestTimeoutError
 
-__all__ = ["BatchItem", "BatchObserver", "Batcher"]
+__all__ = ["BatchItem", "BatchObserver", "Batcher", "StreamObserver"]
 
 logger = logging.getLogger("modalkit.batcher")
 
 BatchObserver = Callable[[str, int, float, float], object]
 """Called on the event loop after each batch with (model_name, batch size, oldest item's wait s, run time s)."""
+StreamObserver = Callable[[str, int, str | None], object]
+"""Called on the event loop with (model_name, chunks just handed over, outcome when a stream ended or None);
+outcomes: ``done``, ``error``, ``cancelled``, ``timeout``, ``slow_reader``."""
+
+MAX_STREAM_BATCHES = 2
+"""Stream batches running at once, taking model calls in turn: a stream that arrives while one batch streams
+starts with the next step instead of waiting for that whole batch to finish."""
 
 
 class BatchItem:
@@ -96,6 +104,8 @@ class Batcher:
             a consumer of the queue already has.
         inline: When an idle model's batch may run on the event loop (see the module docstring); None never.
         hold: Whether an idle model holds a batch for more items (see the module docstring); None never.
+        stream_buffer: The most chunks a stream holds unread before its batch pauses (backpressure).
+        on_stream: Called on the event loop as streams advance and end (see `StreamObserver`).
     """
 
     def __init__(
@@ -113,6 +123,8 @@ class Batcher:
         on_jobs_finished: Callable[[list[tuple[Job, BaseModel]]], object] | None = None,
         inline: InlinePolicy | None = None,
         hold: HoldPolicy | None = None,
+        stream_buffer: int = 64,
+        on_stream: StreamObserver | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or timeout_seconds <= 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1 and timeout_seconds > 0")
@@ -153,6 +165,14 @@ class Batcher:
         # Held by whoever takes and runs a batch: the batch thread, or the loop for an inline batch. The policy
         # is only recorded into under it, so one thread at a time.
         self._batch_lock = threading.Lock()
+        # Streams: waiting ones (loop appends, thread pops), every unfinished one (loop only), and the batches
+        # being streamed (thread only).
+        self.stream_buffer = max(1, stream_buffer)
+        self.on_stream = on_stream
+        self.stall_seconds = min(10.0, timeout_seconds / 2)
+        self._stream_queue: deque[StreamItem] = deque()
+        self._live_streams: set[StreamItem] = set()
+        self._stream_batches: list[_StreamBatch] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -198,13 +218,18 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        """Items waiting for a batch (not counting the one running)."""
-        return len(self._queue)
+        """Items and streams waiting for a batch (not counting the ones running)."""
+        return len(self._queue) + len(self._stream_queue)
 
     @property
     def in_flight(self) -> int:
-        """Items waiting plus items in the running batch."""
-        return len(self._queue) + self._running_batch
+        """Items waiting plus items in the running batch, plus unfinished streams."""
+        return len(self._queue) + self._running_batch + len(self._live_streams)
+
+    @property
+    def streams(self) -> int:
+        """Unfinished streams: waiting for a batch or streaming (a cancelled one leaves at once)."""
+        return len(self._live_streams)
 
     # -- submitting (event loop thread) ----------------------------------------------------------------------
 
@@ -246,6 +271,24 @@ class Batcher:
         self._queue.append(item)
         self._kick()
 
+    def submit_stream(self, message: BaseModel) -> StreamItem:
+        """Queue one input to stream; iterate the returned item for its chunks, ``aclose`` it to cancel.
+
+        Raises:
+            NotReadyError: as for `submit`.
+            QueueFullError: as for `submit`.
+        """
+        self.check_room(1)
+        now = time.perf_counter()
+        item = StreamItem(
+            message, now, on_read=self._stream_read, on_cancel=self._stream_cancelled, limit=self.stream_buffer
+        )
+        item.deadline = now + self.timeout_seconds
+        self._stream_queue.append(item)
+        self._live_streams.add(item)
+        self._kick()
+        return item
+
     async def result(self, item: BatchItem) -> BaseModel:
         """Wait for a submitted item's result.
 
@@ -266,10 +309,10 @@ class Batcher:
             raise NotReadyError(f"model {self.model_name} is not accepting requests (starting or shutting down)")
         if not self.worker.ready:
             raise NotReadyError(f"model {self.model_name} stopped after a fatal error")
-        if n and len(self._queue) + n > self.max_queue_size:
+        queued = len(self._queue) + len(self._stream_queue)
+        if n and queued + n > self.max_queue_size:
             raise QueueFullError(
-                f"model {self.model_name} has {len(self._queue)} requests queued (limit {self.max_queue_size}); "
-                "retry later"
+                f"model {self.model_name} has {queued} requests queued (limit {self.max_queue_size}); retry later"
             )
 
     def _enqueue(self, message: BaseModel, index: int = 0) -> BatchItem:
@@ -285,7 +328,7 @@ class Batcher:
     def _kick(self) -> None:
         # Wake an idle thread at the end of this turn of the loop, not now: the other requests that arrived in
         # the same turn then land in the same batch. A busy thread (event set) needs no wake-up.
-        if self._idle and not self._kick_scheduled and len(self._queue) >= self._wake_at:
+        if self._idle and not self._kick_scheduled and (len(self._queue) >= self._wake_at or self._stream_queue):
             self._kick_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._dispatch)
@@ -293,7 +336,7 @@ class Batcher:
     def _dispatch(self) -> None:
         # Run the ready items inline when the model is idle and known to be fast; otherwise wake the thread.
         self._kick_scheduled = False
-        if self._idle and self._inline_ok() and self._batch_lock.acquire(blocking=False):
+        if self._idle and not self._stream_queue and self._inline_ok() and self._batch_lock.acquire(blocking=False):
             try:
                 # `_idle` is read again under the lock: the thread may have seen the items first (then it has
                 # cleared `_idle`, waits for the lock, and finds the queue empty or finishes what is left).
@@ -341,7 +384,10 @@ class Batcher:
 
     def _sweep(self) -> None:
         """Fail sync items past their deadline; runs on the loop every few ms to tens of ms."""
-        self._expire(time.perf_counter())
+        now = time.perf_counter()
+        self._expire(now)
+        if self._live_streams:
+            self._expire_streams(now)
         if self._loop is not None and not (self._closing and self._exited is not None and self._exited.done()):
             self._sweeper = self._loop.call_later(self._sweep_every, self._sweep)
 
@@ -363,13 +409,80 @@ class Batcher:
             else:
                 break
 
+    def _expire_streams(self, now: float) -> None:
+        # A stream times out before its first chunk like a sync request, and later when no chunk comes for as
+        # long (a reader with chunks still unread is not waiting for the model).
+        timed_out = [
+            s
+            for s in self._live_streams
+            if not s.unread and (s.deadline <= now if s.batch_size == 0 else now - s.last_event >= self.timeout_seconds)
+        ]
+        for stream in timed_out:
+            stream.fail(
+                RequestTimeoutError(
+                    f"model {self.model_name} sent no chunk within {self.timeout_seconds:g}s "
+                    "(server_config.request_timeout_seconds)"
+                )
+            )
+            self._stream_ended(stream, "timeout")
+        if timed_out:
+            self._wake_thread()
+
+    def _stream_read(self, stream: StreamItem) -> None:
+        self._wake_thread()  # its batch may have paused for this reader
+
+    def _stream_cancelled(self, stream: StreamItem) -> None:
+        self._stream_ended(stream, "cancelled")
+        self._wake_thread()  # the model learns it at its next step, even when the batch was paused
+
+    def _stream_ended(self, stream: StreamItem, outcome: str) -> None:
+        self._live_streams.discard(stream)
+        if self.on_stream is not None:
+            self.on_stream(self.model_name, 0, outcome)
+
+    def _deliver_stream_step(self, pairs: list[tuple[StreamItem, Any]]) -> None:
+        """Hand one model step's events to their streams (on the loop)."""
+        now = time.perf_counter()
+        chunks = 0
+        for stream, event in pairs:
+            if stream.push(event, now):
+                if isinstance(event, SlowReaderError):
+                    outcome = "slow_reader"
+                elif event is None:
+                    outcome = "done"
+                else:
+                    outcome = "error"
+                self._stream_ended(stream, outcome)
+            elif isinstance(event, BaseModel):
+                chunks += 1
+        if chunks and self.on_stream is not None:
+            self.on_stream(self.model_name, chunks, None)
+
     # -- the batch thread ------------------------------------------------------------------------------------
 
     def _thread_main(self) -> None:
         queue = self._queue
         wake = self._wake
+        streams = self._stream_queue
+        stream_batches = self._stream_batches
         try:
             while True:
+                if streams or stream_batches:
+                    # One step of each stream batch, then one batch of sync items if any wait (no hold while
+                    # streams run): a long stream never keeps the other routes waiting for its end.
+                    progressed = self._stream_round()
+                    if queue:
+                        with self._batch_lock:
+                            batch = self._take()
+                            if batch:
+                                self._run(batch)
+                    elif not progressed:
+                        # Every stream batch waits for a slow reader: nap until a read, a cancel or new work.
+                        self._idle = True
+                        if not (queue or (streams and len(stream_batches) < MAX_STREAM_BATCHES)):
+                            wake.acquire(timeout=0.01)
+                        self._idle = False
+                    continue
                 hold = None if self._closing else self.hold
                 ready = len(queue)
                 # A hold starts as soon as a batch finished, before anything arrived: the callers it answered are
@@ -383,16 +496,41 @@ class Batcher:
                     continue
                 if not ready and self._closing:
                     break
-                # Asleep until `_wake_at` items are queued: the ones that end the hold, or (idle) the first one.
-                # An item appended before `_idle` was published did not wake us, hence the re-check after it.
+                # Asleep until `_wake_at` items are queued: the ones that end the hold, or (idle) the first one;
+                # a stream wakes it at once. An item appended before `_idle` was published did not wake us, hence
+                # the re-check after it.
                 self._wake_at = hold.wanted if hold is not None and delay > 0.0 else 1
                 self._idle = True
-                if len(queue) < self._wake_at and not self._closing:
+                if len(queue) < self._wake_at and not streams and not self._closing:
                     wake.acquire(timeout=delay if delay > 0.0 else -1)  # a spurious wake-up just loops
                 self._idle = False
                 self._wake_at = 1
         finally:
             self._post(self._thread_exited)
+
+    def _stream_round(self) -> bool:
+        """Start a stream batch if there is room, then advance each one a step; False when none could advance."""
+        progressed = False
+        with self._batch_lock:
+            streams = self._stream_queue
+            if streams and len(self._stream_batches) < MAX_STREAM_BATCHES:
+                taken: list[StreamItem] = []
+                while streams and len(taken) < self.max_batch_size:
+                    stream = streams.popleft()
+                    if not stream.cancelled:
+                        taken.append(stream)
+                if taken:
+                    self._stream_batches.append(_StreamBatch(taken, self.worker))
+            for batch in list(self._stream_batches):
+                pairs = batch.step(self.stall_seconds, self.model_name)
+                if pairs is None:
+                    continue  # paused for a slow reader
+                progressed = True
+                if pairs:
+                    self._post(self._deliver_stream_step, pairs)
+                if batch.finished:
+                    self._stream_batches.remove(batch)
+        return progressed
 
     def _take(self) -> list[BatchItem]:
         """Pop up to ``max_batch_size`` items to run; call with ``_batch_lock`` held."""
@@ -489,3 +627,73 @@ class Batcher:
         self._accepting = False
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(None)
+
+
+class _StreamBatch:
+    """Streams that run as one batch: each step is one model call that advances all of them (batch thread only)."""
+
+    __slots__ = ("finished", "items", "open", "paused_since", "started", "steps", "untold")
+
+    def __init__(self, items: list[StreamItem], worker: Worker) -> None:
+        self.items = items
+        self.open = set(range(len(items)))
+        self.untold: set[int] = set()  # cancelled since the model's last step
+        self.started = False
+        self.finished = False
+        self.paused_since: float | None = None
+        now = time.perf_counter()
+        for item in items:
+            item.batch_size = len(items)
+            item.queue_wait = now - item.submitted
+        self.steps = worker.stream_steps([item.message for item in items])
+
+    def step(self, stall_seconds: float, model_name: str) -> list[tuple[StreamItem, Any]] | None:
+        """Run the next model step; returns its events, or None when paused because a reader is behind."""
+        items = self.items
+        for i in [i for i in self.open if items[i].cancelled]:
+            self.open.discard(i)
+            self.untold.add(i)
+        pairs: list[tuple[StreamItem, Any]] = []
+        behind = [i for i in self.open if items[i].unread >= items[i].limit]
+        if behind:
+            now = time.perf_counter()
+            if self.paused_since is None:
+                self.paused_since = now
+            if now - self.paused_since < stall_seconds:
+                return None
+            # Cut off the readers that stayed behind, so that the others' streams go on.
+            for i in behind:
+                error = SlowReaderError(
+                    f"model {model_name}: the client read nothing for {stall_seconds:g}s with "
+                    f"{items[i].limit} chunks waiting; the stream was cancelled"
+                )
+                pairs.append((items[i], error))
+                self.open.discard(i)
+                self.untold.add(i)
+        self.paused_since = None
+        if not self.open:
+            self._close()
+            return pairs
+        gone = frozenset(self.untold)
+        self.untold.clear()
+        try:
+            events = self.steps.send(gone) if self.started else next(self.steps)
+        except StopIteration:
+            events = [(i, None) for i in sorted(self.open)]  # the worker always ends them; this is a safeguard
+        self.started = True
+        for i, event in events:
+            if i not in self.open:
+                continue
+            stream = items[i]
+            if isinstance(event, BaseModel) and not isinstance(event, ItemError):
+                stream.posted += 1
+            else:
+                self.open.discard(i)
+            pairs.append((stream, event))
+        if not self.open:
+            self._close()
+        return pairs
+
+    def _close(self) -> None:
+        self.finished = True
+        self.steps.close()

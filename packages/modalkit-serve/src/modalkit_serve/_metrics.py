@@ -178,7 +178,14 @@ class ServeMetrics:
             self._delivery_lock,
         )
         self.queue_labels = QueueLabels()
+        self.stream_chunks = _Counter("modalkit_stream_chunks", "Chunks the models streamed, by model.", ["model"])
+        self.streams = _Counter(
+            "modalkit_streams",
+            "Streams that ended, by model and outcome (done, error, cancelled, timeout, slow_reader).",
+            ["model", "outcome"],
+        )
         self.queue_depth_source: Callable[[], Mapping[str, int]] | None = None
+        self.streams_source: Callable[[], Mapping[str, int]] | None = None
         self.ready_source: Callable[[], bool] | None = None
         self.registry.register(
             _Collector(
@@ -192,6 +199,8 @@ class ServeMetrics:
                     self.deliveries,
                     self.retries,
                     self.dead_letters,
+                    self.stream_chunks,
+                    self.streams,
                 ],
                 self._gauges,
             )
@@ -212,6 +221,13 @@ class ServeMetrics:
         self.batch_size.observe(key, size)
         self.batch_wait.observe(key, wait_seconds)
         self.batch_duration.observe(key, run_seconds)
+
+    def observe_stream(self, model: str, chunks: int, outcome: str | None) -> None:
+        """Streams advancing and ending (event-loop thread); matches `modalkit_serve._batcher.StreamObserver`."""
+        if chunks:
+            self.stream_chunks.inc((model,), chunks)
+        if outcome is not None:
+            self.streams.inc((model, outcome))
 
     def on_delivery_event(self, event: Any) -> None:
         """The queue sender's ``on_event`` callback (any thread): counts deliveries, retries and dead letters."""
@@ -234,6 +250,13 @@ class ServeMetrics:
             for model, value in self.queue_depth_source().items():
                 depth.add_metric([model], value)
         yield depth
+        if self.streams_source is not None:
+            open_streams = GaugeMetricFamily(
+                "modalkit_streams_open", "Streams waiting or streaming (their slots), by model.", labels=["model"]
+            )
+            for model, value in self.streams_source().items():
+                open_streams.add_metric([model], value)
+            yield open_streams
         if self.ready_source is not None:
             yield GaugeMetricFamily(
                 "modalkit_ready", "1 when the service is ready to serve.", value=self.ready_source()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
@@ -19,16 +19,20 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from modalkit_config import Settings, queue_name_problem
 from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError
 from modalkit_serve._asgi import RequestInfo
-from modalkit_serve._runner import Runner
+from modalkit_serve._runner import Runner, StreamingRunner
+from modalkit_serve._streams import EventStream
 from modalkit_serve.errors import QueueFullError, ServeError, UnknownModelError
 
-__all__ = ["ITEM_ERROR_TYPE", "Handler", "Reply", "Routes", "error_reply", "failure_reply"]
+__all__ = ["ITEM_ERROR_TYPE", "Handler", "Reply", "Routes", "StreamHandler", "error_reply", "failure_reply"]
 
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[int, bytes, Headers]
 """(status, JSON body, extra headers)."""
 Handler = Callable[[bytes, bytes, "RequestInfo | None"], Awaitable[Reply]]
+StreamHandler = Callable[[bytes, bytes, "RequestInfo | None"], Awaitable["Reply | EventStream"]]
+"""Like `Handler`, but a stream that started answers with its `EventStream` instead of a `Reply`."""
 
+T = TypeVar("T")
 _NO_HEADERS: Headers = []
 ITEM_ERROR_TYPE = "item_error"
 """The ``type`` of the 422 problem entry for an input the pipeline refused (beside pydantic's own types)."""
@@ -128,6 +132,30 @@ class Routes:
         job_id = await self.runner.submit_async(name, request, info)
         return 202, json.dumps({"job_id": job_id}).encode(), _NO_HEADERS
 
+    async def predict_stream(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply | EventStream:
+        """``POST /predict_stream``: one input, its chunks as they come.
+
+        Waits for the first chunk, so that anything that refuses the input before it (validation, the
+        pipeline's own refusal, unknown model, overload, a timeout) is an ordinary JSON error answer.
+        """
+        runner = self.runner
+        if not isinstance(runner, StreamingRunner):
+            raise ServeError("this runtime cannot stream")
+        name = self.model_name(query, info)
+        item = self.parse(body, self._validate_input)
+        stream = runner.predict_stream(name, item, info)
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            return EventStream(stream, None)
+        except BaseException:
+            await stream.aclose()  # refused, timed out, or the client went away while it waited
+            raise
+        if isinstance(first, InferenceOutputModel) and first.status != "success":
+            await stream.aclose()
+            return failure_reply(first)
+        return EventStream(stream, first)
+
     def model_name(self, query: bytes, info: RequestInfo | None) -> str:
         """The ``model_name`` query parameter, or the only model when there is one.
 
@@ -176,8 +204,14 @@ class Routes:
         except ValidationError as exc:
             raise InputError(error_list(exc)) from None
 
-    async def reply(self, handler: Handler, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
-        """Run a handler, turning the errors it raises into their replies."""
+    async def reply(
+        self,
+        handler: Callable[[bytes, bytes, RequestInfo | None], Awaitable[T]],
+        body: bytes,
+        query: bytes,
+        info: RequestInfo | None,
+    ) -> T | Reply:
+        """Run a handler (a `Handler` or `StreamHandler`), turning the errors it raises into their replies."""
         try:
             return await handler(body, query, info)
         except (InputError, ServeError) as exc:

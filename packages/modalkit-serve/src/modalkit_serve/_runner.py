@@ -21,10 +21,11 @@ from modalkit_serve._jobs import Job, JobStore, JobView, same_owner
 from modalkit_serve._journal import JobJournal, JournalError, JournalRow, JournalState
 from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
+from modalkit_serve._streams import ChunkStream
 from modalkit_serve._worker import Worker, safe_error_message
 from modalkit_serve.errors import NotReadyError, QueueFullError, UnknownModelError
 
-__all__ = ["LocalRunner", "ManagedRunner", "OutboxSender", "Runner"]
+__all__ = ["LocalRunner", "ManagedRunner", "OutboxSender", "Runner", "StreamingRunner"]
 
 logger = logging.getLogger("modalkit.runner")
 
@@ -59,6 +60,19 @@ class Runner(Protocol):
 
         A job belongs to the caller that submitted it (``info.owner`` at `submit_async`); another caller
         (``info.owner`` here) gets None, exactly as for an unknown id.
+        """
+        ...
+
+
+@runtime_checkable
+class StreamingRunner(Protocol):
+    """A runner that can stream a `StreamingPipeline`'s chunks (``/predict_stream``)."""
+
+    def predict_stream(self, model_name: str, item: BaseModel, info: RequestInfo | None = None) -> ChunkStream:
+        """Start streaming one input: its chunks, then maybe one failed result; ``aclose`` cancels it.
+
+        Errors that refuse the request (unknown model, not ready, queue full) are raised here or by the
+        stream's first step; a timeout before the first chunk is raised by the first step.
         """
         ...
 
@@ -154,6 +168,7 @@ class LocalRunner:
         queues = settings.app_settings.queue_config
         configured = [*(queues.allowed_queues or ()), *([queues.dead_letter.queue] if queues.dead_letter.queue else [])]
         self.metrics.queue_labels.configure(configured, only=queues.allowed_queues is not None)
+        self.metrics.streams_source = self.open_streams
         self.metrics.ready_source = lambda: self.ready
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -258,6 +273,13 @@ class LocalRunner:
         finally:
             if info is not None:
                 _summarise(queued, info)
+
+    def predict_stream(self, model_name: str, item: BaseModel, info: RequestInfo | None = None) -> ChunkStream:
+        """Queue one input to stream; streams waiting together run as one batch, one model call per step."""
+        stream = self._batcher(model_name).submit_stream(item)
+        if info is not None:
+            info.model = model_name
+        return stream
 
     async def submit_async(
         self, model_name: str, request: AsyncInputModel[Any], info: RequestInfo | None = None
@@ -408,6 +430,7 @@ class LocalRunner:
                 hold=HoldPolicy(
                     max_batch_size=app.batch_config.max_batch_size, wait_seconds=app.batch_config.wait_ms / 1000
                 ),
+                on_stream=self.metrics.observe_stream,
             )
             batcher.start()
             self._batchers[name] = batcher
@@ -512,6 +535,10 @@ class LocalRunner:
                 self.on_fatal(exc)
 
         return on_fatal
+
+    def open_streams(self) -> dict[str, int]:
+        """Unfinished streams (waiting or streaming), per loaded model."""
+        return {name: b.streams for name, b in self._batchers.items()}
 
     def queue_depths(self) -> dict[str, int]:
         """Items waiting for a batch, per loaded model."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from modalkit_auth import build_authenticator
 from modalkit_config import Settings, load_settings
-from modalkit_pipeline import InferencePipeline
+from modalkit_pipeline import InferencePipeline, StreamingPipeline
 from modalkit_queue import check_backend
 from modalkit_serve._app import create_app
 from modalkit_serve._entries import check_model_entries
@@ -95,7 +95,8 @@ def build_app(spec: ServiceSpec, *, freeze_gc: bool = False) -> FastAPI:
     assert spec.output_model is not None
     runner = LocalRunner(spec.pipeline_cls, settings, freeze_gc=freeze_gc)
     authenticator = build_authenticator(settings.app_settings)
-    return create_app(runner, spec.input_model, spec.output_model, settings, authenticator)
+    chunk_model = spec.pipeline_cls.chunk_model() if issubclass(spec.pipeline_cls, StreamingPipeline) else None
+    return create_app(runner, spec.input_model, spec.output_model, settings, authenticator, chunk_model=chunk_model)
 
 
 def load_service(path: str | os.PathLike[str]) -> ServiceSpec:

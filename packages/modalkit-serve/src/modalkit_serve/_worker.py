@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, InferencePipeline, ItemError, SyncInputModel
+from modalkit_pipeline import (
+    AsyncInputModel,
+    InferenceOutputModel,
+    InferencePipeline,
+    ItemError,
+    StreamingPipeline,
+    SyncInputModel,
+)
 from modalkit_pipeline.errors import OutputCountError
 from modalkit_queue import result_message
 from modalkit_serve._ids import new_job_id
@@ -146,6 +153,61 @@ class Worker:
             for i, (request, job_id) in async_jobs.items():
                 self.deliver(request, results[i], job_id)
         return results
+
+    def stream_steps(
+        self, messages: list[BaseModel]
+    ) -> Generator[list[tuple[int, BaseModel | None]], frozenset[int] | None, None]:
+        """Stream one batch through a `StreamingPipeline`, one model call per step (see its ``run_steps``).
+
+        Yields each step's ``(position, event)`` pairs; send the positions cancelled since the last step. When
+        the pipeline raises (or breaks the stream contract), every stream still open ends with an internal
+        `ItemError`: chunks already sent cannot be taken back, so a batch is not re-run to isolate the input.
+        """
+        pipeline = self.pipeline
+        if not isinstance(pipeline, StreamingPipeline):
+            raise TypeError(f"{type(pipeline).__name__} is not a StreamingPipeline")
+        if self.fatal_error is not None:
+            yield self._all_failed_at(
+                range(len(messages)), "worker stopped after a fatal error; the service is not ready"
+            )
+            return
+        open_items = set(range(len(messages)))
+        steps = pipeline.run_steps(messages)
+        sent: frozenset[int] | None = None
+        started = False
+        try:
+            while True:
+                failure: str | None = None
+                with self._lock:
+                    try:
+                        events = steps.send(sent) if started else next(steps)
+                    except StopIteration:
+                        return
+                    except Exception as exc:
+                        failure = self._stream_failure(exc, len(messages))
+                started = True
+                if failure is not None:
+                    yield self._all_failed_at(sorted(open_items), failure)
+                    return
+                for i, event in events:
+                    if not isinstance(event, BaseModel) or isinstance(event, ItemError):
+                        open_items.discard(i)
+                sent = yield events
+                if sent:
+                    open_items -= sent
+        finally:
+            steps.close()
+
+    def _stream_failure(self, exc: Exception, n: int) -> str:
+        if is_fatal_error(exc):
+            self._fatal(exc)
+            return f"fatal error, worker stopped: {safe_error_message(exc)}"
+        logger.error("%s failed while streaming a batch of %d", self._name, n, exc_info=exc)
+        return safe_error_message(exc)
+
+    @staticmethod
+    def _all_failed_at(positions: Iterable[int], message: str) -> list[tuple[int, BaseModel | None]]:
+        return [(i, ItemError(error=message, index=0, kind="internal")) for i in positions]
 
     def deliver(self, request: AsyncInputModel[Any], result: BaseModel, job_id: str) -> None:
         """Send one async result to its success or failure queue (skipped when that queue name is empty).

@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from modalkit_queue.errors import BatchDeliveryError, OutboxFullError, QueueConf
 __all__ = ["DeliveryEvent", "ReliableSender", "RetryPolicy"]
 
 logger = logging.getLogger("modalkit_queue")
+
+_CLOSE_RESERVE_SECONDS = 1.0
+"""The most of a close budget kept back for spilling to the dead-letter file and closing the backend."""
 
 EventKind = Literal["delivered", "retry", "dead_lettered", "dead_letter_failed"]
 
@@ -255,9 +259,11 @@ class ReliableSender:
     def close(self, timeout: float | None = 30.0) -> bool:
         """Stop accepting results, deliver what is pending, close the backend and stop the thread.
 
-        Waits up to ``timeout`` seconds (``None``: no limit) for every pending message to be delivered or
-        dead-lettered. Messages still pending after that are written to the dead-letter file (an in-flight one
-        may also arrive: at-least-once). Idempotent; safe from any thread except the sender's own.
+        Ends within ``timeout`` seconds (``None``: no limit), the dead-lettering and the backend's close
+        included: it waits for every pending message to be delivered or dead-lettered until shortly before
+        the budget runs out, then writes what is still pending to the dead-letter file (an in-flight one may
+        also arrive: at-least-once), and leaves behind a backend call or close still hung after that.
+        Idempotent; safe from any thread except the sender's own.
 
         Returns:
             ``True`` if everything pending was delivered or dead-lettered in time.
@@ -275,7 +281,11 @@ class ReliableSender:
             if self._thread is not None:
                 self._thread.join()
             return True
-        drained = self.flush(timeout)
+        started = time.monotonic()
+        # Part of the budget is kept for what follows the wait (spilling to the file, closing the backend), so
+        # the whole close, not only the wait, ends within ``timeout``.
+        reserve = 0.0 if timeout is None else min(_CLOSE_RESERVE_SECONDS, timeout * 0.2)
+        drained = self.flush(None if timeout is None else max(0.0, timeout - reserve))
         loop = self._loop
         assert loop is not None
         if not drained:
@@ -285,13 +295,20 @@ class ReliableSender:
                 spilled,
                 self.dead_letter_file,
             )
+
+        def left() -> float | None:
+            # At least a moment, for a backend whose close is quick; a hung one is abandoned after it.
+            return None if timeout is None else max(0.2, started + timeout - time.monotonic())
+
         try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=left())
+        except TimeoutError:
+            logger.error("closing the queue backend did not finish within the close budget; left behind")
         except Exception:
             logger.exception("closing the queue backend failed")
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(left())
         with self._lock:
             self._state = "closed"
         atexit.unregister(self._close_at_exit)
@@ -314,10 +331,33 @@ class ReliableSender:
             timer.cancel()
         self._timers.clear()
         items = list(self._live)
-        for item in items:
-            error = item.last_error or "not delivered before the sender was closed"
-            await self._to_file(item, f"shutdown: {error}")
+        await self._spill(items)
         return len(items)
+
+    async def _spill(self, items: Sequence[_Item]) -> None:
+        """Dead-letter many messages at once into the file: one write and one fsync, not one per message."""
+        if not items:
+            return
+        records = [
+            self._record(item, f"shutdown: {item.last_error or 'not delivered before the sender was closed'}")
+            for item in items
+        ]
+        path = self.dead_letter_file
+        try:
+            if path is None:
+                raise OSError("no dead-letter file is configured")
+            await asyncio.to_thread(self._append_all, path, records)
+        except OSError:
+            for item, record in zip(items, records, strict=True):
+                await self._to_file(item, str(record["error"]))  # one by one, each logged where it fails
+            return
+        for item, record in zip(items, records, strict=True):
+            self._emit(
+                DeliveryEvent(
+                    "dead_lettered", item.queue_name, item.job_id, item.attempts, str(record["error"]), f"file:{path}"
+                )
+            )
+            self._finish(item)
 
     # -- producer side (any thread) ---------------------------------------------------------------------------
 
@@ -555,7 +595,10 @@ class ReliableSender:
         }
 
     def _append(self, path: Path, record: dict[str, object]) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        self._append_all(path, [record])
+
+    def _append_all(self, path: Path, records: Sequence[dict[str, object]]) -> None:
+        line = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         with self._file_lock:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as handle:

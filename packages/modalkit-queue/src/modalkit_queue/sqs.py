@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import queue
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modalkit_config import QueueConfig
@@ -131,7 +132,7 @@ class SQSBackend:
         self._client_args = (region_name, endpoint_url, max_workers, connect_timeout, read_timeout)
         self._lock = threading.Lock()
         self._urls: dict[str, str] = {}
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="modalkit-sqs")
+        self._threads = _DaemonThreads(max_workers, "modalkit-sqs")
 
     @classmethod
     def from_config(cls, queue_config: QueueConfig) -> SQSBackend:
@@ -154,8 +155,8 @@ class SQSBackend:
             return self._client
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        result: _T = await asyncio.wrap_future(self._threads.submit(functools.partial(fn, *args)))
+        return result
 
     # -- blocking helpers, run on the executor ----------------------------------------------------------------
 
@@ -297,8 +298,61 @@ class SQSBackend:
             await self._run(self._send_many, queue_name, list(messages))
 
     async def close(self) -> None:
-        """Wait for running calls and stop the backend's threads."""
-        await asyncio.to_thread(self._executor.shutdown, True)
+        """Stop the backend's threads once their current call ends; does not wait for a call hung on the network
+        (the sender's close budget decides how long a call may take, and it has given up on them by now)."""
+        self._threads.shutdown()
+
+
+class _DaemonThreads:
+    """A fixed set of daemon threads running blocking boto3 calls.
+
+    Not a ThreadPoolExecutor: the interpreter joins an executor's threads at exit, so one call hung on a frozen
+    endpoint (connect + read timeouts, times botocore's retries) would hold a shutting-down server well past its
+    drain budget after every result was already dead-lettered. Daemon threads end with the process.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    def submit(self, fn: Callable[[], _T]) -> Future[_T]:
+        future: Future[_T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the SQS backend is closed")
+            if not self._started:
+                for index in range(self._size):
+                    threading.Thread(target=self._work, name=f"{self._name}-{index}", daemon=True).start()
+                self._started = True
+        self._jobs.put((fn, future))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            started = self._started
+        if started:
+            for _ in range(self._size):
+                self._jobs.put(None)
 
 
 class SQSConsumer:

@@ -29,6 +29,9 @@ __all__ = ["LocalRunner", "ManagedRunner", "OutboxSender", "Runner", "StreamingR
 
 logger = logging.getLogger("modalkit.runner")
 
+_JOURNAL_CLOSE_SECONDS = 0.2
+"""Kept back from the drain budget for the journal's last commit."""
+
 
 @runtime_checkable
 class Runner(Protocol):
@@ -158,6 +161,7 @@ class LocalRunner:
         self._loader: asyncio.Task[None] | None = None
         self._loaded = False
         self._stopping = False
+        self._drain_deadline: float | None = None
         # Async results accepted but not yet handed to the sender: they hold a place in its outbox from the
         # moment the job is accepted, so a burst cannot accept more jobs than the outbox can take later.
         self._outbox_reserved = 0
@@ -215,14 +219,26 @@ class LocalRunner:
             await asyncio.shield(self._loader)
         return self.ready
 
+    def begin_drain(self) -> None:
+        """Start the drain clock: `stop` must end ``server_config.drain_timeout_seconds`` after the first call.
+
+        The server calls it when SIGTERM arrives, so the time uvicorn spends finishing open requests counts
+        against the same budget as the drain itself (a platform's grace period starts at the signal too).
+        Safe from a signal handler; later calls change nothing.
+        """
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.settings.app_settings.server_config.drain_timeout_seconds
+
     async def stop(self) -> None:
         """Drain: refuse new work, finish every queued batch (async jobs included), then deliver every result.
 
-        Bounded by ``server_config.drain_timeout_seconds`` overall; whatever the sender could not deliver in
-        that time it writes to its dead-letter file.
+        Ends within ``server_config.drain_timeout_seconds`` of `begin_drain` (or of this call): batches get
+        what is left of it, then the sender, which dead-letters what it could not deliver in time.
         """
         self._stopping = True
-        deadline = time.monotonic() + self.settings.app_settings.server_config.drain_timeout_seconds
+        self.begin_drain()
+        deadline = self._drain_deadline
+        assert deadline is not None
         if self._loader is not None and not self._loader.done():
             # A pipeline constructor cannot be interrupted; let it finish so its batcher can be closed cleanly.
             await asyncio.wait({self._loader}, timeout=max(0.0, deadline - time.monotonic()))
@@ -232,7 +248,9 @@ class LocalRunner:
         for batcher in self._batchers.values():
             await batcher.close(max(0.0, deadline - time.monotonic()))
         if self._sender is not None and self._owns_sender:
-            remaining = max(1.0, deadline - time.monotonic())
+            # The sender's close keeps to what is left, its dead-lettering included; the journal's close after
+            # it only commits what is queued.
+            remaining = max(0.0, deadline - time.monotonic() - _JOURNAL_CLOSE_SECONDS)
             delivered = await asyncio.to_thread(self._sender.close, remaining)
             if not delivered:
                 logger.error("some async results were not delivered before shutdown; see the dead-letter file")

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 import uvicorn
@@ -166,9 +166,18 @@ def _find_spec(module: ModuleType, app_path: Path) -> ServiceSpec:
 class _Server(uvicorn.Server):
     """uvicorn's server, announcing the address it really bound (port 0 picks a free one) once it accepts."""
 
-    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, announce: Callable[[], None], on_exit: Callable[[], object] | None = None
+    ) -> None:
         super().__init__(config)
         self._announce = announce
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # The drain budget starts at the signal, not when uvicorn has finished with open connections.
+        if self._on_exit is not None:
+            self._on_exit()
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -242,7 +251,7 @@ def run(
             proxy_headers=False,
             timeout_graceful_shutdown=int(server_config.drain_timeout_seconds) or None,
         )
-        server = _Server(config, announce)
+        server = _Server(config, announce, getattr(app.state.runner, "begin_drain", None))
         server.run(sockets=[sock])
         if not server.started:
             raise SystemExit(1)

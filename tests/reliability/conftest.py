@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ from tests.reliability.reliability_support import (  # noqa: E402  (needs the pa
     SENTIMENT_APP,
     SENTIMENT_CONFIG,
     Report,
+    redis_command,
     start_server,
     write_overlay,
 )
@@ -81,3 +83,16 @@ def sentiment_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     )
     yield server
     server.stop()
+
+
+@pytest.fixture
+def persistent_redis(redis_server: Any) -> Iterator[Any]:
+    """The test Redis, snapshotting on shutdown like a production one, so a restart keeps delivered results."""
+    directory = redis_command(redis_server.port, "CONFIG", "GET", "dir").split(b"\r\n")[4].decode()
+    redis_command(redis_server.port, "CONFIG", "SET", "save", "3600 1")
+    yield redis_server
+    if not redis_server.is_up():
+        redis_server.start()
+    redis_command(redis_server.port, "CONFIG", "SET", "save", "")
+    redis_command(redis_server.port, "FLUSHALL")
+    (Path(directory) / "dump.rdb").unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,6 @@ from tests.reliability.reliability_support import (
     dead_letters,
     job_ids,
     metric,
-    redis_command,
     run_load,
     start_server,
     wait_until_ready,
@@ -216,19 +215,6 @@ async def test_a_model_that_hangs_past_the_timeout_gets_504s_and_the_server_stay
 
 
 # -- Redis ------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def persistent_redis(redis_server: Any) -> Iterator[Any]:
-    """The test Redis, snapshotting on shutdown like a production one, so a restart keeps delivered results."""
-    directory = redis_command(redis_server.port, "CONFIG", "GET", "dir").split(b"\r\n")[4].decode()
-    redis_command(redis_server.port, "CONFIG", "SET", "save", "3600 1")
-    yield redis_server
-    if not redis_server.is_up():
-        redis_server.start()
-    redis_command(redis_server.port, "CONFIG", "SET", "save", "")
-    redis_command(redis_server.port, "FLUSHALL")
-    (Path(directory) / "dump.rdb").unlink(missing_ok=True)
 
 
 async def read_redis(url: str, *queues: str) -> set[str]:

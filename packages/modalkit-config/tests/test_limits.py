@@ -275,7 +275,8 @@ def test_minimal_configuration_takes_the_documented_defaults() -> None:
     assert app.queue_config.broker_url == "memory://"
     assert app.queue_config.sqs.fifo is None
     assert app.queue_config.sqs.message_group_id == "modalkit"
-    assert app.queue_config.retry.max_attempts == 5
+    assert app.queue_config.retry.max_attempts == 100
+    assert app.queue_config.retry.max_elapsed_seconds == 120
     assert app.queue_config.outbox_size == 10000
     assert app.queue_config.dead_letter.file == "modalkit-dead-letters.jsonl"
     assert app.auth_config is None

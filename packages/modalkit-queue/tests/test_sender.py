@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -380,7 +382,7 @@ def test_sender_is_wired_from_queue_config(tmp_path: Path) -> None:
     )
     sender = ReliableSender.from_config(config)
     assert isinstance(sender.backend, MemoryBackend)
-    assert sender.retry == RetryPolicy(7, 0.1, 1.0, False)
+    assert sender.retry == RetryPolicy(7, 0.1, 1.0, False, 120)
     assert sender.outbox_size == 42
     assert sender.dead_letter_queue == "dead"
     assert sender.dead_letter_file == tmp_path / "dl.jsonl"
@@ -472,3 +474,64 @@ for i in range(5):
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert sorted(out.read_text().split()) == [f"m{i}" for i in range(5)]
+
+
+class DownFor:
+    """A queue that refuses every send for ``seconds`` after the first one (an outage), then takes them."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started: float | None = None
+        self.delivered: list[str] = []
+        self.attempts = 0
+
+    async def send(self, queue_name: str, message: str) -> None:
+        now = time.monotonic()
+        self.attempts += 1
+        if self.started is None:
+            self.started = now
+        if now - self.started < self.seconds:
+            raise DeliveryError(queue_name, "connection refused")
+        self.delivered.append(message)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_time_budget_rides_out_an_outage_the_attempt_count_would_not(dead_letters: Path) -> None:
+    backend = DownFor(0.6)
+    retry = RetryPolicy(max_attempts=100, initial_backoff_seconds=0.01, max_backoff_seconds=0.02, max_elapsed_seconds=5)
+    with ReliableSender(backend, retry=retry, dead_letter_file=dead_letters) as sender:
+        sender.submit("q", msg(1), "job-1")
+        assert sender.flush(timeout=10)
+    assert backend.delivered == [msg(1)]
+    assert read_jsonl(dead_letters) == []
+    assert backend.attempts > 5  # five attempts (the old default) would have dead-lettered it
+
+
+def test_the_time_budget_dead_letters_once_spent_however_many_attempts_are_left(dead_letters: Path) -> None:
+    backend = DownFor(3600)
+    retry = RetryPolicy(
+        max_attempts=100, initial_backoff_seconds=0.01, max_backoff_seconds=0.02, max_elapsed_seconds=0.5
+    )
+    started = time.monotonic()
+    with ReliableSender(backend, retry=retry, dead_letter_file=dead_letters) as sender:
+        sender.submit("q", msg(1), "job-1")
+        assert sender.flush(timeout=10)
+    elapsed = time.monotonic() - started
+    (record,) = read_jsonl(dead_letters)
+    assert record["job_id"] == "job-1"
+    assert int(str(record["attempts"])) < 100
+    assert elapsed >= 0.5  # not before the budget was spent
+
+
+def test_the_configured_default_retry_budget_rides_out_a_minute_long_outage() -> None:
+    retry = RetryConfig()
+    assert retry.max_elapsed_seconds is not None
+    assert retry.max_elapsed_seconds >= 90
+    policy = RetryPolicy.from_config(retry)
+    # The attempts must not run out first: with full jitter a wait averages half its cap.
+    caps = dataclasses.replace(policy, jitter=False)
+    mean_total = sum(caps.backoff(n) for n in range(1, policy.max_attempts)) / 2
+    assert mean_total >= 2 * retry.max_elapsed_seconds
+    assert policy.max_elapsed_seconds == retry.max_elapsed_seconds

@@ -460,14 +460,18 @@ class SQSConfig(_Model):
 class RetryConfig(_Model):
     """Retries with exponential backoff and jitter for result delivery."""
 
-    max_attempts: int = Field(default=5, ge=1, le=100)
-    """Delivery attempts before a message goes to the dead letter (1..100)."""
+    max_attempts: int = Field(default=100, ge=1, le=100)
+    """Most delivery attempts before a message goes to the dead letter (1..100); with the default backoff,
+    `max_elapsed_seconds` runs out first."""
     initial_backoff_seconds: float = Field(default=0.2, ge=0)
     """Wait before the first retry; doubled after each failure."""
     max_backoff_seconds: float = Field(default=10.0, ge=0)
     """Upper bound on the wait between retries."""
     jitter: bool = True
     """Randomize each wait (full jitter) so many senders do not retry in lockstep."""
+    max_elapsed_seconds: float | None = Field(default=120, ge=0)
+    """Most seconds a message is retried for, from when it was handed to the sender; then the dead letter,
+    whatever attempts are left. The default rides out a minute-long queue outage. Null: attempts alone."""
 
     @model_validator(mode="after")
     def _initial_within_max(self) -> RetryConfig:

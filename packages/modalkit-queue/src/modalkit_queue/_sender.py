@@ -36,28 +36,41 @@ EventKind = Literal["delivered", "retry", "dead_lettered", "dead_letter_failed"]
 class RetryPolicy:
     """How often and how patiently a message is retried before it is dead-lettered.
 
+    A message is dead-lettered when either budget is spent: ``max_attempts`` attempts, or ``max_elapsed_seconds``
+    since it was submitted (no retry is scheduled to start after that).
+
     Attributes:
         max_attempts: Delivery attempts in all (1 means no retry).
         initial_backoff_seconds: Wait after the first failure; doubled after each further one.
         max_backoff_seconds: Upper bound on a wait.
         jitter: Full jitter: each wait is uniform in ``[0, backoff]``, so many senders do not retry in lockstep.
+        max_elapsed_seconds: The most time a message is retried for (``None``: the attempts alone decide).
     """
 
     max_attempts: int = 5
     initial_backoff_seconds: float = 0.2
     max_backoff_seconds: float = 10.0
     jitter: bool = True
+    max_elapsed_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise QueueConfigError(f"retry.max_attempts must be >= 1 (got {self.max_attempts})")
+        if self.max_elapsed_seconds is not None and self.max_elapsed_seconds < 0:
+            raise QueueConfigError(f"retry.max_elapsed_seconds must be >= 0 (got {self.max_elapsed_seconds})")
         if self.initial_backoff_seconds < 0 or self.max_backoff_seconds < 0:
             raise QueueConfigError("retry.initial_backoff_seconds and retry.max_backoff_seconds must be >= 0")
 
     @classmethod
     def from_config(cls, retry: RetryConfig) -> RetryPolicy:
         """The policy for ``app_settings.queue_config.retry``."""
-        return cls(retry.max_attempts, retry.initial_backoff_seconds, retry.max_backoff_seconds, retry.jitter)
+        return cls(
+            retry.max_attempts,
+            retry.initial_backoff_seconds,
+            retry.max_backoff_seconds,
+            retry.jitter,
+            retry.max_elapsed_seconds,
+        )
 
     def backoff(self, failures: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``failures`` failed attempts (1 for the first failure)."""
@@ -98,6 +111,7 @@ class _Item:
     message: str
     job_id: str
     attempts: int = 0
+    submitted: float = field(default_factory=time.monotonic)
     # Set after a whole batch failed: retried alone so one poison message cannot sink its neighbours.
     solo: bool = False
     last_error: str | None = field(default=None)
@@ -498,10 +512,12 @@ class ReliableSender:
         )
         error = f"{type(exc).__name__}: {detail}"
         item.last_error = error
-        if item.attempts < self.retry.max_attempts:
-            delay = self.retry.backoff(item.attempts, self._rng)
+        delay = self.retry.backoff(item.attempts, self._rng)
+        budget = self.retry.max_elapsed_seconds
+        in_time = budget is None or time.monotonic() + delay - item.submitted <= budget
+        if item.attempts < self.retry.max_attempts and in_time:
             logger.info(
-                "delivery of job %s to queue %r failed (attempt %d of %d), retrying in %.3fs: %s",
+                "delivery of job %s to queue %r failed (attempt %d of at most %d), retrying in %.3fs: %s",
                 item.job_id,
                 item.queue_name,
                 item.attempts,

@@ -83,6 +83,7 @@ class Authenticator:
         grace_period_seconds: How long a key rotated out of ``key_source`` keeps working.
         max_key_length: Longer presented keys are refused without being compared.
         protect_metrics: Whether the app should also put this dependency on ``/metrics`` (the app reads it).
+        protect_docs: Whether the app should also put it on ``/openapi.json``, ``/docs`` and ``/redoc``.
         keys_origin: Where ``keys`` came from, for logs and errors (e.g. ``environment variable API_KEYS``).
         development_keys: ``keys`` were written in the config file: :meth:`warn_if_exposed` warns about them.
 
@@ -101,6 +102,7 @@ class Authenticator:
         grace_period_seconds: float = 3600.0,
         max_key_length: int = 4096,
         protect_metrics: bool = False,
+        protect_docs: bool = False,
         keys_origin: str = "the keys given to Authenticator",
         development_keys: bool = False,
     ) -> None:
@@ -115,6 +117,7 @@ class Authenticator:
             )
         self.header = header
         self.protect_metrics = protect_metrics
+        self.protect_docs = protect_docs
         self._ttl = cache_ttl_seconds
         self._max_key_length = max_key_length
         self._source = key_source

@@ -90,6 +90,7 @@ def build_authenticator(app_settings: AppSettings, *, on_modal: bool = False) ->
         grace_period_seconds=auth.grace_period_seconds,
         max_key_length=auth.max_key_length,
         protect_metrics=auth.protect_metrics,
+        protect_docs=auth.protect_docs,
         keys_origin=origin,
         development_keys=auth.api_key is not None,
     )

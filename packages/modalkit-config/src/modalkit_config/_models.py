@@ -587,6 +587,8 @@ class AuthConfig(_Model):
     """How long the previous key keeps working after a rotation."""
     protect_metrics: bool = False
     """Also require the key on `/metrics`."""
+    protect_docs: bool = False
+    """Also require the key on `/openapi.json`, `/docs` and `/redoc` (a browser then cannot open `/docs`)."""
     max_key_length: int = Field(default=4096, ge=1)
     """Longer presented keys are refused without being compared."""
 

@@ -192,14 +192,17 @@ def create_app(
             if managed is not None:
                 await managed.stop()
 
+    docs_protected = authenticator is not None and bool(getattr(authenticator, "protect_docs", False))
     app = _ServeApp(
         title=title or f"{settings.app_settings.app_prefix} (modalkit)",
         version=importlib.metadata.version("modalkit-serve"),
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None if docs_protected else "/openapi.json",
     )
-    add_offline_docs(app)
+    docs_guard = [Depends(authenticator.dependency)] if docs_protected and authenticator is not None else []
+    add_offline_docs(app, dependencies=docs_guard)
     app.state.runner = runner
     app.state.metrics = app_metrics
     app.state.settings = settings
@@ -419,6 +422,12 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    if docs_protected:
+        # FastAPI's own /openapi.json route takes no dependencies: serve the same document behind auth.
+        async def openapi_route() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        app.add_api_route("/openapi.json", openapi_route, include_in_schema=False, dependencies=docs_guard)
     return app
 
 

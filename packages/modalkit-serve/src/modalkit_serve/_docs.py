@@ -9,10 +9,10 @@ used, each served from a fixed name (no folder is exposed), read once and kept i
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 
-from fastapi import FastAPI
+from fastapi import FastAPI, params
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, Response
 
@@ -33,10 +33,17 @@ def _asset(name: str) -> bytes:
     return (importlib.resources.files("fastapi_offline") / "static" / name).read_bytes()
 
 
-def add_offline_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
+def add_offline_docs(
+    app: FastAPI,
+    *,
+    docs_url: str = "/docs",
+    redoc_url: str = "/redoc",
+    dependencies: Sequence[params.Depends] | None = None,
+) -> None:
     """Serve Swagger UI at ``docs_url`` and ReDoc at ``redoc_url`` from local assets.
 
     The app must have been built with ``docs_url=None, redoc_url=None`` (FastAPI's CDN pages off).
+    ``dependencies`` (auth) guard the two pages; the static assets and the OAuth2 redirect page stay open.
     """
     openapi_url = app.openapi_url or "/openapi.json"
     oauth2_url = f"{docs_url}/oauth2-redirect"
@@ -64,9 +71,10 @@ def add_offline_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = 
             with_google_fonts=False,
         )
 
-    app.add_api_route(docs_url, swagger, include_in_schema=False)
+    guard = list(dependencies or ())
+    app.add_api_route(docs_url, swagger, include_in_schema=False, dependencies=guard)
     app.add_api_route(oauth2_url, oauth2_redirect, include_in_schema=False)
-    app.add_api_route(redoc_url, redoc, include_in_schema=False)
+    app.add_api_route(redoc_url, redoc, include_in_schema=False, dependencies=guard)
     for name, media_type in _ASSETS.items():
         app.add_api_route(f"{ASSET_PREFIX}/{name}", _serve_asset(name, media_type), include_in_schema=False)
 

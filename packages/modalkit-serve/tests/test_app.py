@@ -510,7 +510,7 @@ async def test_metrics_show_requests_batches_queue_depth_and_deliveries(served: 
 
 
 async def test_one_access_log_record_per_request(served: Served, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="modalkit.access"):
+    with caplog.at_level(logging.DEBUG, logger="modalkit.access"):
         await served.client.post("/predict_sync", json={"text": "a"}, headers={"x-request-id": "trace-1"})
         await served.client.get("/health")
 
@@ -526,6 +526,7 @@ async def test_one_access_log_record_per_request(served: Served, caplog: pytest.
     assert first["latency_ms"] > 0
     assert records[1].__dict__["route"] == "/health"
     assert records[1].__dict__["model"] is None
+    assert [r.levelno for r in records] == [logging.INFO, logging.DEBUG]  # probes poll /health: not at INFO
 
 
 async def test_the_openapi_document_shows_the_users_models(served: Served) -> None:

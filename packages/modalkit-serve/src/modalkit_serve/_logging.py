@@ -1,9 +1,11 @@
-"""JSON-lines logging through python-json-logger, with formatting and I/O off the request path.
+"""Logging: JSON lines (python-json-logger) for production, readable lines on a terminal; formatting and I/O
+off the request path.
 
 `configure_logging` (called by the CLI or `run`, never at import) puts one handler on the root logger. The
-handler only hands records to a queue; a background thread formats them as JSON and writes them in batches.
-The access log (one record per request) takes an even shorter path: the request only enqueues a tuple of its
-fields, and the background thread builds the log record from it.
+handler only hands records to a queue; a background thread formats them and writes them in batches. The
+access log (one record per request) takes an even shorter path: the request only enqueues a tuple of its
+fields, and the background thread builds the line from it. Requests to ``/health`` and ``/ready`` (probes
+poll them) are logged at DEBUG, the others at INFO.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["ACCESS_LOGGER", "AccessLog", "configure_logging", "shutdown_logging"]
+__all__ = ["ACCESS_LOGGER", "LOG_FORMATS", "AccessLog", "configure_logging", "resolve_log_format", "shutdown_logging"]
 
 ACCESS_LOGGER = "modalkit.access"
+LOG_FORMATS = ("auto", "json", "console")
+"""``auto``: console when the stream is a terminal, else JSON."""
+_PROBE_ROUTES = frozenset({"/health", "/ready"})
 
 _MAX_DRAIN = 512  # records formatted per write
 _LINGER_SECONDS = 0.005
@@ -38,9 +44,10 @@ class _Pump:
 
     _STOP = object()
 
-    def __init__(self, stream: IO[str], formatter: logging.Formatter) -> None:
+    def __init__(self, stream: IO[str], formatter: logging.Formatter, access_line: Callable[..., str]) -> None:
         self.stream = stream
         self.formatter = formatter
+        self.access_line = access_line
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="modalkit-log", daemon=True)
         self._thread.start()
@@ -71,7 +78,7 @@ class _Pump:
                     stop = True
                     continue
                 try:
-                    lines.append(_access_line(*item) if isinstance(item, tuple) else self.formatter.format(item))
+                    lines.append(self.access_line(*item) if isinstance(item, tuple) else self.formatter.format(item))
                 except Exception:  # a record that cannot be formatted must not stop the log
                     lines.append('{"level": "ERROR", "logger": "modalkit.log", "message": "unformattable log record"}')
             if lines:
@@ -118,7 +125,7 @@ def _cached(value: object) -> str:
     return encoded
 
 
-def _access_line(created: float, fields: AccessFields) -> str:
+def _access_line(created: float, fields: AccessFields, level: str = "INFO") -> str:
     """One access record as the JSON line `_JsonFormatter` would write for it, built directly.
 
     The access log is the one record written per request; building its line from the tuple costs a few
@@ -128,13 +135,68 @@ def _access_line(created: float, fields: AccessFields) -> str:
     request_id, method, path, route, model, status, latency_ms, batch_size, queue_wait_ms = fields
     wait = "null" if queue_wait_ms is None else repr(round(queue_wait_ms, 3))
     return (
-        f'{{"time": "{_iso_time(created)}", "level": "INFO", "logger": "{ACCESS_LOGGER}", '
+        f'{{"time": "{_iso_time(created)}", "level": "{level}", "logger": "{ACCESS_LOGGER}", '
         f'"message": {_json_str(f"{method} {path} {status} {latency_ms:.1f}ms")}, '
         f'"request_id": {_json_str(request_id)}, "method": {_cached(method)}, "path": {_json_str(path)}, '
         f'"route": {_cached(route)}, "model": {_cached(model)}, "status": {status}, '
         f'"latency_ms": {round(latency_ms, 3)!r}, "batch_size": {"null" if batch_size is None else batch_size}, '
         f'"queue_wait_ms": {wait}}}'
     )
+
+
+_SKIPPED = frozenset({*RESERVED_ATTRS, "color_message", "message", "asctime"})
+
+
+def _console_time(created: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(created)) + f".{min(999, int(created % 1 * 1000)):03d}"
+
+
+def _console_value(value: object) -> str:
+    text = value if isinstance(value, str) else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if text and " " not in text and '"' not in text else _dumps(text)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """``12:00:00.123 INFO    modalkit.serve  message  key=value ...``: for a person at a terminal.
+
+    The record's extra fields follow the message, except those whose value the message already shows.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        fields = [
+            f"{key}={_console_value(value)}"
+            for key, value in vars(record).items()
+            if key not in _SKIPPED and value is not None and not _shown_in(value, message)
+        ]
+        line = f"{_console_time(record.created)} {record.levelname:<7} {record.name}  {message}"
+        if fields:
+            line += "  " + " ".join(fields)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        elif record.exc_text:
+            line += "\n" + record.exc_text
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+
+def _shown_in(value: object, message: str) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(str(v) in message for v in value)
+    return isinstance(value, str) and bool(value) and value in message
+
+
+def _console_access_line(created: float, fields: AccessFields, level: str = "INFO") -> str:
+    request_id, method, path, _route, model, status, latency_ms, batch_size, queue_wait_ms = fields
+    line = f"{_console_time(created)} {level:<7} {ACCESS_LOGGER}  {method} {path} {status} {latency_ms:.1f}ms"
+    if model is not None:
+        line += f"  model={model}"
+    if batch_size is not None:
+        line += f" batch_size={batch_size}"
+    if queue_wait_ms is not None:
+        line += f" queue_wait_ms={queue_wait_ms:.1f}"
+    return f"{line} request_id={request_id}"
 
 
 class _PumpHandler(logging.Handler):
@@ -158,8 +220,8 @@ _handler: _PumpHandler | None = None
 _lock = threading.Lock()
 
 
-def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) -> None:
-    """Send every log record, as one JSON object per line, to ``stream`` (stderr by default).
+def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None, log_format: str = "auto") -> None:
+    """Send every log record, one per line, to ``stream`` (stderr by default).
 
     Replaces the handler a previous call installed; other handlers on the root logger are left alone.
     Formatting and writing happen on a background thread; `shutdown_logging` (also run at exit) flushes it.
@@ -167,20 +229,28 @@ def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) 
     Args:
         level: The root level, a name such as ``"INFO"`` or a number.
         stream: Where the lines go.
+        log_format: ``json`` (one JSON object per line), ``console`` (readable lines), or ``auto``: console
+            when ``stream`` is a terminal, else JSON.
 
     Raises:
-        ValueError: ``level`` is not a known level name.
+        ValueError: ``level`` is not a known level name, or ``log_format`` not a known format.
     """
     global _pump, _handler
     numeric = _level_number(level)
-    formatter = _JsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s",
-        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's copy of the message with ANSI colours
-    )
+    target = stream or sys.stderr
+    formatter: logging.Formatter
+    if resolve_log_format(log_format, target) == "console":
+        formatter, access_line = _ConsoleFormatter(), _console_access_line
+    else:
+        formatter = _JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's copy of the message with ANSI colours
+        )
+        access_line = _access_line
     with _lock:
         shutdown_logging()
-        _pump = _Pump(stream or sys.stderr, formatter)
+        _pump = _Pump(target, formatter, access_line)
         _handler = _PumpHandler(_pump, logging.NOTSET)
         root = logging.getLogger()
         root.addHandler(_handler)
@@ -199,6 +269,20 @@ def shutdown_logging() -> None:
         _pump = None
 
 
+def resolve_log_format(log_format: str, stream: IO[str] | None = None) -> str:
+    """``json`` or ``console``: what ``log_format`` (one of `LOG_FORMATS`) means for ``stream`` (stderr)."""
+    name = log_format.lower()
+    if name not in LOG_FORMATS:
+        raise ValueError(f"unknown log format {log_format!r}; use {', '.join(LOG_FORMATS)}")
+    if name != "auto":
+        return name
+    isatty = getattr(stream or sys.stderr, "isatty", None)
+    try:
+        return "console" if isatty is not None and isatty() else "json"
+    except ValueError:  # a closed stream
+        return "json"
+
+
 def _level_number(level: str | int) -> int:
     if isinstance(level, int):
         return level
@@ -209,7 +293,7 @@ def _level_number(level: str | int) -> int:
 
 
 class AccessLog:
-    """One record per request on the ``modalkit.access`` logger, at INFO level.
+    """One record per request on the ``modalkit.access`` logger: INFO, DEBUG for ``/health`` and ``/ready``.
 
     With `configure_logging` in effect, a request only enqueues its fields; otherwise the record goes through
     the logger as usual (so pytest's caplog and any user logging setup see it).
@@ -221,14 +305,16 @@ class AccessLog:
     def log(self, fields: AccessFields) -> None:
         """Log one request (cheap when the access logger is off or the background pump is on)."""
         logger = self.logger
-        if not logger.isEnabledFor(logging.INFO):
+        level = logging.DEBUG if fields[3] in _PROBE_ROUTES else logging.INFO
+        if not logger.isEnabledFor(level):
             return
         pump = _pump
         if pump is not None and not logger.handlers and not logger.filters:
-            pump.queue.put((time.time(), fields))
+            pump.queue.put((time.time(), fields, "INFO" if level == logging.INFO else "DEBUG"))
             return
         request_id, method, path, route, model, status, latency_ms, batch_size, queue_wait_ms = fields
-        logger.info(
+        logger.log(
+            level,
             "%s %s %d %.1fms",
             method,
             path,

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from modalkit_auth import build_authenticator
-from modalkit_config import Settings, load_settings
+from modalkit_config import Settings, config_files, load_settings
 from modalkit_pipeline import InferencePipeline, StreamingPipeline
 from modalkit_queue import check_backend
 from modalkit_serve._app import create_app
@@ -61,6 +61,8 @@ class ServiceSpec:
     output_model: type[BaseModel] | None = None
     source: Path | None = field(default=None, compare=False)
     """The app file this spec was loaded from (set by `load_service`; `run` needs it for ``reload=True``)."""
+    config_files: list[Path] = field(default_factory=list, compare=False)
+    """The config files the settings were read from (shown in the start-up banner); none for given settings."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.pipeline_cls, type) and issubclass(self.pipeline_cls, InferencePipeline)):
@@ -79,6 +81,7 @@ class ServiceSpec:
         """
         if self.settings is None:
             self.settings = load_settings()
+            self.config_files = [p.resolve() for p in config_files()]
         check_model_entries(self.pipeline_cls, self.settings)
         return self.settings
 
@@ -201,6 +204,7 @@ def run(
     reload: bool = False,
     *,
     port_file: str | os.PathLike[str] | None = None,
+    log_format: str = "auto",
 ) -> None:
     """Serve a spec with uvicorn (one worker; uvloop and httptools when installed) until SIGINT/SIGTERM.
 
@@ -215,6 +219,8 @@ def run(
         log_level: Log level (default ``server_config.log_level``).
         reload: Restart when files under the app's folder change (development; needs ``spec.source``).
         port_file: Where to write the bound port.
+        log_format: ``json``, ``console`` or ``auto`` (console when stderr is a terminal); see
+            `configure_logging`.
     """
     settings = spec.resolve_settings()
     # The app file is loaded, so its register_backend calls are done: an unknown name is a config error now,
@@ -224,7 +230,7 @@ def run(
     host = host if host is not None else server_config.host
     port = port if port is not None else server_config.port
     level = (log_level or server_config.log_level).upper()
-    configure_logging(level)
+    configure_logging(level, log_format=log_format)
     try:
         if reload:
             _run_reload(spec, host, port, level)
@@ -239,6 +245,7 @@ def run(
         def announce() -> None:
             shown = f"[{host}]" if ":" in host else host
             logger.info("modalkit serving on http://%s:%d", shown, bound, extra={"host": host, "port": bound})
+            log_banner(spec, f"http://{shown}:{bound}")
             if port_file is not None:
                 _write_port(Path(port_file), bound)
 
@@ -257,6 +264,22 @@ def run(
             raise SystemExit(1)
     finally:
         shutdown_logging()
+
+
+def log_banner(spec: ServiceSpec, base_url: str) -> None:
+    """One INFO record: the models served, the /docs and /metrics URLs, and the config files read."""
+    settings = spec.resolve_settings()
+    models = list(settings.model_settings.model_entries)
+    files = [str(p) for p in spec.config_files]
+    docs, metrics = f"{base_url}/docs", f"{base_url}/metrics"
+    logger.info(
+        "models: %s | docs: %s | metrics: %s | config: %s",
+        ", ".join(models),
+        docs,
+        metrics,
+        ", ".join(files) or "none (settings given in the app file)",
+        extra={"models": models, "docs_url": docs, "metrics_url": metrics, "config_files": files},
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -3,7 +3,7 @@
 Usage::
 
     modalkit-serve APP.py [--host HOST] [--port PORT] [--config FILE[,FILE...]] [--log-level LEVEL]
-                          [--reload] [--port-file PATH]
+                          [--log-format auto|json|console] [--reload] [--port-file PATH]
 
 ``--config`` sets ``MODALKIT_CONFIG`` (overlays are comma-separated). Without it, and without
 ``MODALKIT_CONFIG`` in the environment, the ``modalkit.yaml`` next to APP.py is used when there is one
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modalkit_config import ConfigError
+from modalkit_serve._logging import LOG_FORMATS
 from modalkit_serve._service import load_service, run
 from modalkit_serve.errors import ServiceSpecError
 
@@ -35,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="port (default: server_config.port, 8000; 0 picks a free one)")
     parser.add_argument("--config", help="modalkit.yaml to use (sets MODALKIT_CONFIG; comma-separated overlays)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: server_config.log_level)")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="auto",
+        help="json, console (readable lines), or auto: console when stderr is a terminal, else json",
+    )
     parser.add_argument("--reload", action="store_true", help="restart when files next to the app file change")
     parser.add_argument("--port-file", help="write the port to this file once the server accepts connections")
     return parser
@@ -63,7 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = load_service(args.app)
         spec.resolve_settings()
         run(
-            spec, host=args.host, port=args.port, log_level=args.log_level, reload=args.reload, port_file=args.port_file
+            spec,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            reload=args.reload,
+            port_file=args.port_file,
+            log_format=args.log_format,
         )
     except (ServiceSpecError, ConfigError) as exc:
         print(f"modalkit-serve: {exc}", file=sys.stderr)

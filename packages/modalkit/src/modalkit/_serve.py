@@ -111,11 +111,16 @@ def find_service(module: ModuleType, *, service: str | None = None) -> ServiceSp
             settings=user_cls.modal_utils.settings,
             input_model=endpoint.input_model,
             output_model=endpoint.output_model,
+            config_files=user_cls.modal_utils.config_files,
         )
     if classes:
         user_cls = _choose(classes, service, "class", where)
         check_service_class(user_cls)
-        return ServiceSpec(user_cls.inference_implementation, settings=user_cls.modal_utils.settings)
+        return ServiceSpec(
+            user_cls.inference_implementation,
+            settings=user_cls.modal_utils.settings,
+            config_files=user_cls.modal_utils.config_files,
+        )
     raise _no_service(where, service, available)
 
 

@@ -2,7 +2,8 @@
 
 Usage::
 
-    modalkit serve APP.py [--host H] [--port P] [--config FILE] [--log-level L] [--reload] [--service NAME]
+    modalkit serve APP.py [--host H] [--port P] [--config FILE] [--log-level L] [--log-format F] [--reload]
+                          [--service NAME]
     modalkit deploy APP.py [--config FILE] [--postfix=-prod] [--dry-run] [-- MODAL_DEPLOY_ARGS...]
     modalkit validate [FILE...]          # default: modalkit.yaml
     modalkit schema                      # the JSON Schema of modalkit.yaml
@@ -15,10 +16,9 @@ Exit status: 0 on success, 1 when ``validate`` finds errors or ``modal deploy`` 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: server_config.port; 0 picks a free one)")
     serve.add_argument("--config", help="config file(s), comma-separated (default: the modalkit.yaml beside APP)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: server_config.log_level)")
+    serve.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="json, console (readable lines), or auto: console when stderr is a terminal, else json",
+    )
     serve.add_argument("--reload", action="store_true", help="restart when files beside the app file change")
     serve.add_argument("--service", help="the class to serve when the app file defines several")
     serve.add_argument("--port-file", help="write the port here once the server accepts connections")
@@ -105,14 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from modalkit_serve import run
+    from modalkit_serve import configure_logging, run
     from modalkit_serve.errors import ServeError
 
     if args.port is not None and not 0 <= args.port <= 65535:
         _error(f"--port must be between 0 and 65535 (got {args.port})")
         return 2
     use_config_beside(args.app, args.config)
-    _log_record(f"loading {args.app}")
+    # Logging at INFO until the app's own settings are read (`run` configures it again with their level).
+    configure_logging("INFO", log_format=args.log_format)
+    logging.getLogger(PROG).info("loading %s", args.app)
     try:
         spec = load_app_service(args.app, service=args.service)
         settings = spec.resolve_settings()
@@ -123,7 +131,14 @@ def _serve(args: argparse.Namespace) -> int:
             port = args.port if args.port is not None else server.port
             serve_with_reload(spec, host, port, level, args.service)
             return 0
-        run(spec, host=args.host, port=args.port, log_level=args.log_level, port_file=args.port_file)
+        run(
+            spec,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            port_file=args.port_file,
+            log_format=args.log_format,
+        )
     except ServeError as exc:
         _error(str(exc))
         return 2
@@ -178,15 +193,6 @@ def _init(args: argparse.Namespace) -> int:
 
 def _progress(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def _log_record(message: str) -> None:
-    # `modalkit serve` writes a JSON log on stderr; its first line is one of those records too, written
-    # before logging is configured (the app is not loaded yet), with the same keys in the same order.
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    record = {"time": stamp, "level": "INFO", "logger": PROG, "message": message}
-    print(json.dumps(record), file=sys.stderr, flush=True)
 
 
 def _error(message: str) -> None:

@@ -97,13 +97,26 @@ def test_output_count_mismatch_names_the_pipeline_and_both_counts() -> None:
     assert info.value.got == 1
 
 
-def test_empty_batch_returns_empty_list_without_calling_stages() -> None:
-    class Exploding(LengthPipeline):
-        def preprocess(self, input_list: list[Text]) -> dict[str, Any]:
-            raise AssertionError("must not be called")
+def test_empty_batch_runs_the_three_stages_on_the_empty_list() -> None:
+    # As in the earlier modalkit: a pipeline may count or log batches, so an empty one is still a batch.
+    seen: list[str] = []
 
-    p = Exploding(model_name="m", all_model_data_folder=".", common_settings={})
+    class Recording(LengthPipeline):
+        def preprocess(self, input_list: list[Text]) -> dict[str, Any]:
+            seen.append(f"preprocess {len(input_list)}")
+            return super().preprocess(input_list)
+
+        def predict(self, input_list: list[Text], preprocessed_data: dict[str, Any]) -> dict[str, Any]:
+            seen.append(f"predict {len(input_list)}")
+            return super().predict(input_list, preprocessed_data)
+
+        def postprocess(self, input_list: list[Text], raw_output: dict[str, Any]) -> list[Length | ItemError]:
+            seen.append(f"postprocess {len(input_list)}")
+            return super().postprocess(input_list, raw_output)
+
+    p = Recording(model_name="m", all_model_data_folder=".", common_settings={})
     assert p.run_inference([]) == []
+    assert seen == ["preprocess 0", "predict 0", "postprocess 0"]
 
 
 def test_on_volume_reload_defaults_to_a_no_op_and_can_be_overridden() -> None:

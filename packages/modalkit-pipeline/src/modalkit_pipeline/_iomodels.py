@@ -40,6 +40,10 @@ class AsyncOutputModel(BaseModel):
     """Identifier of the accepted job; poll `GET /jobs/{job_id}` or wait for the queue."""
 
 
+def _is_empty(value: Any) -> bool:
+    return not value
+
+
 class InferenceOutputModel(BaseModel):
     """Base of every pipeline output. Extra keys are allowed so pipelines can add their own fields."""
 
@@ -49,6 +53,9 @@ class InferenceOutputModel(BaseModel):
     """`success` or `error`."""
     error: str | None = None
     """What went wrong, when `status` is `error`."""
+    meta: dict[str, Any] = Field(default_factory=dict, exclude_if=_is_empty)
+    """The `meta` of the async request this output answers (set when it is delivered; empty otherwise, and then
+    left out of the output's JSON)."""
 
 
 class ItemError(InferenceOutputModel):

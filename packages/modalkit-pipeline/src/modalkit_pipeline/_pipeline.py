@@ -126,11 +126,12 @@ class InferencePipeline(ABC, Generic[InputT, OutputT]):
     def run_inference(self, input_list: list[InputT]) -> list[OutputT | ItemError]:
         """Run preprocess -> predict -> postprocess over one batch.
 
+        An empty batch runs the three stages too (on the empty list), as it always did; the serving layer never
+        sends one.
+
         Raises:
             OutputCountError: postprocess returned a different number of outputs than there were inputs.
         """
-        if not input_list:
-            return []
         preprocessed = self.preprocess(input_list)
         raw = self.predict(input_list, preprocessed)
         outputs = list(self.postprocess(input_list, raw))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import os
 import posixpath
 import re
 import warnings
 from collections.abc import Collection, Mapping, Sequence
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -141,6 +142,49 @@ def _rename_or_raise(data: Any, section: tuple[str, ...]) -> Any:
             stacklevel=2,
         )
     return renamed_data
+
+
+def _renamed_get(model: BaseModel, section: tuple[str, ...], name: str) -> tuple[bool, Any]:
+    """Read a deprecated attribute name (``deployment_config.concurrency_limit``) as its new key, with a warning.
+
+    Returns ``(False, None)`` when ``name`` is not a deprecated name of ``section``.
+    """
+    new_path = DEPRECATED_KEYS[section].get(name)
+    if new_path is None:
+        return False, None
+    _warn_renamed_attribute(section, name, new_path)
+    value: Any = model
+    for part in new_path:
+        value = getattr(value, part) if value is not None else None
+    return True, value
+
+
+def _renamed_set(model: BaseModel, section: tuple[str, ...], name: str, value: Any) -> bool:
+    """Assign through a deprecated attribute name to its new key, with a warning; False when not deprecated."""
+    new_path = DEPRECATED_KEYS[section].get(name)
+    if new_path is None:
+        return False
+    _warn_renamed_attribute(section, name, new_path)
+    if len(new_path) == 1:
+        setattr(model, new_path[0], value)
+        return True
+    parent_key, leaf = new_path
+    parent = getattr(model, parent_key)
+    if parent is None:
+        field_type = type(model).model_fields[parent_key].annotation
+        parent_cls = next(t for t in getattr(field_type, "__args__", (field_type,)) if isinstance(t, type))
+        setattr(model, parent_key, parent_cls(**{leaf: value}))
+    else:
+        setattr(parent, leaf, value)
+    return True
+
+
+def _warn_renamed_attribute(section: tuple[str, ...], old: str, new_path: tuple[str, ...]) -> None:
+    warnings.warn(
+        f"{'.'.join(section)}.{old} is deprecated; use {'.'.join(section)}.{'.'.join(new_path)} instead",
+        ModalkitDeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _deprecated_properties(section: tuple[str, ...], types: dict[str, JsonDict]) -> JsonDict:
@@ -307,6 +351,16 @@ class DeploymentConfig(_Model):
     """
 
     model_config = ConfigDict(json_schema_extra=_deployment_schema_extra)
+
+    if not TYPE_CHECKING:  # the Modal 0.x names, read and assigned as their new keys (with a warning)
+
+        def __getattr__(self, name: str) -> Any:
+            found, value = _renamed_get(self, ("app_settings", "deployment_config"), name)
+            return value if found else super().__getattr__(name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if not _renamed_set(self, ("app_settings", "deployment_config"), name, value):
+                super().__setattr__(name, value)
 
     gpu: str | Annotated[list[str], Field(min_length=1)] | None = None
     """GPU type (`T4`, `A10G`, `A100`, `H100`, `L4`, ... with an optional `:count`), or a list in order of
@@ -569,6 +623,16 @@ class AuthConfig(_Model):
 
     model_config = ConfigDict(json_schema_extra=_auth_schema_extra)
 
+    if not TYPE_CHECKING:  # auth_header, read and assigned as header (with a warning)
+
+        def __getattr__(self, name: str) -> Any:
+            found, value = _renamed_get(self, ("app_settings", "auth_config"), name)
+            return value if found else super().__getattr__(name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if not _renamed_set(self, ("app_settings", "auth_config"), name, value):
+                super().__setattr__(name, value)
+
     header: str = "x-api-key"
     """Request header carrying the key (was `auth_header`)."""
     api_key: str | Annotated[list[str], Field(min_length=1)] | None = Field(default=None, repr=False)
@@ -704,15 +768,14 @@ class ModelSettings(_Model):
     relative to the YAML file that sets it (from an environment variable: to the working directory)."""
     common: dict[str, Any] = Field(default_factory=dict)
     """Settings shared by every model (passed to pipelines as `common_settings`)."""
-    model_entries: dict[str, dict[str, Any]] = Field(min_length=1)
-    """Model name -> keyword arguments for its pipeline. At least one entry."""
+    model_entries: dict[str, dict[str, Any]]
+    """Model name -> keyword arguments for its pipeline. May be empty in a file that other files overlay; a
+    service needs at least one entry to serve."""
 
-    @field_validator("model_entries", mode="before")
+    @field_validator("local_model_repository_folder", mode="before")
     @classmethod
-    def _not_empty(cls, value: Any) -> Any:
-        if isinstance(value, dict) and not value:
-            raise ValueError("needs at least one model, e.g. `my_model: {}` (the key is the model name)")
-        return value
+    def _path_as_text(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 class Settings(BaseSettings):
@@ -741,9 +804,10 @@ class Settings(BaseSettings):
     """The models."""
 
     def __init__(self, **values: Any) -> None:
-        from modalkit_config._sources import last_build
+        from modalkit_config._sources import complete_arguments, last_build
 
         last_build.set(None)
+        token = complete_arguments.set("app_settings" in values and "model_settings" in values)
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -752,6 +816,8 @@ class Settings(BaseSettings):
             from modalkit_config._loader import settings_error
 
             raise settings_error(exc, _last_input.get() or {}, last_build.get()) from None
+        finally:
+            complete_arguments.reset(token)
         build = last_build.get()
         if build is not None:
             self.keep_origins({path: (o.file, o.line) for path, o in build.origins.items()}, build.fallback_file)

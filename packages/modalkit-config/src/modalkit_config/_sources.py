@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from modalkit_config._loader import StrPath, _Build, merged_files
+from modalkit_config._loader import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_FILE,
+    StrPath,
+    _Build,
+    _read_variables,
+    merged_files,
+)
 
 # The origins of the last YAML read in this context, for the error `Settings.__init__` raises.
 last_build: contextvars.ContextVar[_Build | None] = contextvars.ContextVar("modalkit_yaml_build", default=None)
+# True while Settings(app_settings=..., model_settings=...) is built from complete arguments: then a missing
+# ./modalkit.yaml (the default lookup, nothing named) is no error, as in the earlier modalkit.
+complete_arguments: contextvars.ContextVar[bool] = contextvars.ContextVar("modalkit_complete_args", default=False)
 
 
 class YamlConfigSource(PydanticBaseSettingsSource):
@@ -32,6 +44,13 @@ class YamlConfigSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        if (
+            complete_arguments.get()
+            and self.paths is None
+            and CONFIG_ENV_VAR not in _read_variables(os.environ, None)
+            and not Path(DEFAULT_CONFIG_FILE).is_file()
+        ):
+            return {}
         build = merged_files(self.paths)
         last_build.set(build)
         return build.data

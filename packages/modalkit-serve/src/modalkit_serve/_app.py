@@ -20,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modalkit_auth import Authenticator
-from modalkit_config import Settings
+from modalkit_config import ConfigError, ConfigIssue, Settings
 from modalkit_pipeline import AsyncOutputModel, ItemError
 from modalkit_serve._asgi import (
     REQUEST_INFO_KEY,
@@ -167,6 +167,17 @@ def create_app(
     """
     server = settings.app_settings.server_config
     models = list(settings.model_settings.model_entries)
+    if not models:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    None,
+                    "model_settings.model_entries",
+                    None,
+                    "no model to serve; add one, e.g. `my_model: {}` (the key is the model name)",
+                )
+            ]
+        )
     found_metrics = metrics if metrics is not None else getattr(runner, "metrics", None)
     app_metrics = found_metrics if isinstance(found_metrics, ServeMetrics) else ServeMetrics()
     managed = runner if isinstance(runner, ManagedRunner) else None

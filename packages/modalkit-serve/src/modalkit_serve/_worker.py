@@ -151,7 +151,10 @@ class Worker:
         _set_caller_indices(results, indices, async_jobs)
         if async_jobs:
             for i, (request, job_id) in async_jobs.items():
-                self.deliver(request, results[i], job_id)
+                result = results[i]
+                if request.meta and isinstance(result, InferenceOutputModel):
+                    result.meta = dict(request.meta)  # the async output carries its request's meta, as it always did
+                self.deliver(request, result, job_id)
         return results
 
     def stream_steps(

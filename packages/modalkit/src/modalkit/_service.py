@@ -7,6 +7,13 @@ size and wait of that method come from the subclass's own ``modal_utils``: ``__i
 
 Inside the container a request goes: ``process_request`` -> serve's `Worker` (per-item error isolation, async
 delivery through the queue package's `ReliableSender`) -> the user's pipeline.
+
+Outside ``@app.cls`` the earlier modalkit's constructor still works: ``MyService(queue_backend=...)``, and a
+subclass ``__init__`` calling ``super().__init__(queue_backend=...)``. ``ModalService`` itself defines no
+``__init__`` (Modal checks ``cls.__init__ is object.__init__``, inherited ones included): the argument is taken
+by ``__new__``, and a subclass that writes its own ``__init__`` gets `_EarlierConstructor` appended to its bases,
+so its ``super().__init__`` call lands there. Modal refuses such a subclass under ``@app.cls``, as it would any
+class with an ``__init__``; there, ``queue_backend = ...`` as a class attribute is the replacement.
 """
 
 from __future__ import annotations
@@ -14,8 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import modal
 import modal.experimental
@@ -25,9 +32,18 @@ from modalkit._config import ModalConfig
 from modalkit._jobs import AsyncJobInput
 from modalkit.errors import ServiceDefinitionError
 from modalkit_auth import new_job_id
-from modalkit_pipeline import AsyncInputModel, InferencePipeline, SyncInputModel
+from modalkit_pipeline import (
+    AsyncInputModel,
+    AsyncOutputModel,
+    DelayedFailureOutputModel,
+    InferenceOutputModel,
+    InferencePipeline,
+    ItemError,
+    SyncInputModel,
+)
 
 if TYPE_CHECKING:
+    from modalkit._web import ModalCalls, ModalRunner
     from modalkit_queue import QueueBackend, ReliableSender
     from modalkit_serve import Worker
 
@@ -50,10 +66,12 @@ class ModalService:
     - ``modal_utils``: the `ModalConfig` (its batch settings become ``@modal.batched``);
     - ``model_name: str = modal.parameter(default="...")``: declared on the subclass itself (Modal ignores
       parameters declared only on a base class);
-    - optionally ``queue_backend``: a `modalkit_queue.QueueBackend` to deliver async results to, instead of
-      the one ``queue_config`` names.
+    - optionally ``queue_backend``: a `modalkit_queue.QueueBackend` (or an earlier-style backend with
+      ``send_message``) to deliver async results to, instead of the one ``queue_config`` names.
 
-    Do not define ``__init__``: Modal 1.x refuses classes that have one.
+    Do not define ``__init__`` on an ``@app.cls`` class: Modal 1.x refuses classes that have one. Outside Modal
+    (tests, scripts) ``MyService(queue_backend=...)`` and an ``__init__`` calling
+    ``super().__init__(queue_backend=...)`` work as in the earlier modalkit.
     """
 
     # Modal evaluates these annotations (typing.get_type_hints) to find parameters: every name must be
@@ -61,16 +79,32 @@ class ModalService:
 
     inference_implementation: ClassVar[type[InferencePipeline[Any, Any]]]
     modal_utils: ClassVar[ModalConfig]
-    queue_backend: ClassVar[Any] = None
+    queue_backend: Any = None
     model_name: str
+
+    if TYPE_CHECKING:
+        # For type checkers only: subclasses' super().__init__(queue_backend=...) lands in _EarlierConstructor
+        # at run time, and __new__ checks the arguments of classes without an __init__.
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # The earlier constructor argument, taken here because ModalService may have no __init__ (see the module
+        # docstring). A subclass with its own __init__ receives its arguments there instead.
+        instance = super().__new__(cls)
+        if cls.__init__ is object.__init__:
+            unknown = sorted(set(kwargs) - {"queue_backend"})
+            if args or unknown:
+                got = ", ".join([*(repr(a) for a in args), *unknown])
+                raise TypeError(f"{cls.__name__}() takes only the keyword argument queue_backend= (got {got})")
+            if kwargs.get("queue_backend") is not None:
+                instance.queue_backend = kwargs["queue_backend"]
+        return instance
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            raise ServiceDefinitionError(
-                f"{cls.__name__} defines __init__, which Modal 1.x refuses on @app.cls classes: move set-up into "
-                "a method decorated with @modal.enter(), and configuration into class attributes or modal.parameter"
-            )
+        if "__init__" in cls.__dict__ and not issubclass(cls, _EarlierConstructor):
+            # After ModalService in the MRO, so the subclass's super().__init__(queue_backend=...) lands there.
+            cls.__bases__ = (*cls.__bases__, _EarlierConstructor)
         config = getattr(cls, "modal_utils", None)
         impl = getattr(cls, "inference_implementation", None)
         if isinstance(config, ModalConfig) and isinstance(impl, type) and issubclass(impl, InferencePipeline):
@@ -78,16 +112,22 @@ class ModalService:
 
             # At import of the app file: `modal deploy` stops at a mistyped entry before anything is uploaded.
             check_model_entries(impl, config.settings)
-        if config is None or BATCHED_METHOD in cls.__dict__:
-            return  # an intermediate base, or the subclass wrote its own batched method
+        if config is None:
+            # No batch settings to build the Modal method from (an intermediate base, or the earlier pattern that
+            # sets modal_utils in __init__): the plain method, for direct calls outside Modal.
+            if not hasattr(cls, BATCHED_METHOD):
+                setattr(cls, BATCHED_METHOD, _batched_method(cls))
+            return
+        if BATCHED_METHOD in cls.__dict__:
+            return  # the subclass wrote its own batched method
         setattr(cls, BATCHED_METHOD, modal.batched(**config.get_batched_method_settings())(_batched_method(cls)))
 
     @modal.enter()
     def load_artefacts(self) -> None:
         """Build the pipeline for ``self.model_name`` and the worker that runs it (once per container)."""
         cls = type(self)
-        check_service_class(cls)
-        config = cls.modal_utils
+        check_service_class(cls, self)
+        config = self.modal_utils
         entries = config.model_settings.model_entries
         name = self.model_name
         if name not in entries:
@@ -96,7 +136,7 @@ class ModalService:
         from modalkit_queue import ReliableSender
         from modalkit_serve import Worker
 
-        pipeline = cls.inference_implementation(
+        pipeline = self.inference_implementation(
             name,
             config.model_settings.local_model_repository_folder,
             dict(config.model_settings.common),
@@ -114,14 +154,92 @@ class ModalService:
         """Deliver the async results still waiting before the container stops."""
         sender = getattr(self, "_modalkit_sender", None)
         if sender is not None:
-            timeout = type(self).modal_utils.app_settings.server_config.drain_timeout_seconds
+            timeout = self.modal_utils.app_settings.server_config.drain_timeout_seconds
             if not sender.close(timeout=timeout):
                 logger.error("some async results were not delivered within %ss; see the dead-letter file", timeout)
+
+    # -- the earlier modalkit's helpers (plain methods and static methods: Modal does not see them) -----------
+
+    def send_async_response(
+        self, message_idx: int, raw_output_data: BaseModel, input_data: AsyncInputModel[Any]
+    ) -> None:
+        """Deliver one async result to the request's success or failure queue (by the result's ``status``).
+
+        As before, the request's ``meta`` is attached to the output (a `DelayedFailureOutputModel` keeps the
+        one of its ``original_message``). Delivery goes through the service's sender, so it is retried and
+        dead-lettered like every async result; it is skipped when that queue name is empty.
+
+        Args:
+            message_idx: The request's place in its batch (only used in the earlier logs; kept for the signature).
+            raw_output_data: The pipeline's output for the request.
+            input_data: The async request.
+
+        Raises:
+            RuntimeError: ``load_artefacts`` has not run (Modal runs it when the container starts).
+        """
+        del message_idx
+        worker = getattr(self, "_modalkit_worker", None)
+        if worker is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.send_async_response needs the service loaded: call load_artefacts() first "
+                "(Modal runs it as the @modal.enter hook)"
+            )
+        if isinstance(raw_output_data, InferenceOutputModel) and not isinstance(
+            raw_output_data, DelayedFailureOutputModel
+        ):
+            raw_output_data.meta = dict(input_data.meta)
+        job_id = input_data.job_id if isinstance(input_data, AsyncJobInput) else new_job_id()
+        worker.deliver(input_data, raw_output_data, job_id)
+
+    @staticmethod
+    def async_call(
+        cls: Any, *, calls: ModalCalls | None = None
+    ) -> Callable[[str, BaseModel], Awaitable[AsyncOutputModel]]:
+        """``async fn(model_name, request) -> AsyncOutputModel``: spawn the request on the Modal class ``cls``.
+
+        The job gets its id and is recorded in the job index exactly as ``/predict_async`` does
+        (`modalkit.ModalRunner.submit_async`), so ``GET /jobs/{job_id}`` of the web endpoints finds it.
+
+        Args:
+            cls: The ``@app.cls`` class (or an instance of it).
+            calls: The Modal call layer (tests replace Modal's cloud here).
+        """
+        runner = _runner(cls, calls)
+
+        async def fn(model_name: str, input_data: BaseModel) -> AsyncOutputModel:
+            request = input_data if isinstance(input_data, AsyncInputModel) else AsyncInputModel(message=input_data)
+            return AsyncOutputModel(job_id=await runner.submit_async(model_name, request))
+
+        return fn
+
+    @staticmethod
+    def sync_call(cls: Any, *, calls: ModalCalls | None = None) -> Callable[[str, BaseModel], Awaitable[BaseModel]]:
+        """``async fn(model_name, request) -> output``: run one request on the Modal class ``cls`` and wait.
+
+        An input the pipeline refused raises ``fastapi.HTTPException`` 422 with its message; one that failed
+        inside the service raises 500 (the earlier ``process_request`` raised 500 for both).
+
+        Args:
+            cls: The ``@app.cls`` class (or an instance of it).
+            calls: The Modal call layer (tests replace Modal's cloud here).
+        """
+        runner = _runner(cls, calls)
+
+        async def fn(model_name: str, input_data: BaseModel) -> BaseModel:
+            item = input_data.message if isinstance(input_data, SyncInputModel) else input_data
+            result = await runner.predict(model_name, item)
+            if isinstance(result, ItemError):
+                from fastapi import HTTPException
+
+                raise HTTPException(status_code=422 if result.kind == "input" else 500, detail=result.error)
+            return result
+
+        return fn
 
     # -- helpers (plain methods: Modal only sees the lifecycle hooks and the batched method) ------------------
 
     def _queue_backend(self) -> QueueBackend | None:
-        backend = type(self).queue_backend
+        backend = self.queue_backend
         if backend is None:
             return None  # ReliableSender.from_config builds the one queue_config names
         if isinstance(backend, type):
@@ -147,7 +265,7 @@ class ModalService:
         return worker.run_messages([item.message for item in items], async_jobs, [0] * len(items))
 
     def _reload_volumes_if_due(self, worker: Worker) -> None:
-        config = type(self).modal_utils
+        config = self.modal_utils
         interval = config.app_settings.deployment_config.volume_reload_interval_seconds
         if interval is None or not config.app_settings.deployment_config.volumes:
             return
@@ -189,21 +307,29 @@ def _batched_method(cls: type[ModalService]) -> Any:
     return process_request
 
 
-def check_service_class(cls: type[Any]) -> None:
+def check_service_class(cls: type[Any], instance: object = None) -> None:
     """Refuse a ModalService subclass that lacks what it needs, with the line to add.
+
+    Args:
+        cls: The class.
+        instance: An instance of it, whose own attributes count too (the earlier ``__init__`` pattern sets
+            ``self.model_name`` and may set ``self.modal_utils``).
 
     Raises:
         ServiceDefinitionError: ``inference_implementation``, ``modal_utils`` or a ``model_name`` parameter is missing.
     """
     name = cls.__name__
-    impl = getattr(cls, "inference_implementation", None)
+    owner: Any = cls if instance is None else instance
+    impl = getattr(owner, "inference_implementation", None)
     if not (isinstance(impl, type) and issubclass(impl, InferencePipeline)):
         raise ServiceDefinitionError(
             f"{name}.inference_implementation must be your InferencePipeline subclass "
             f"(add `inference_implementation = MyPipeline` to {name})"
         )
-    if not isinstance(getattr(cls, "modal_utils", None), ModalConfig):
+    if not isinstance(getattr(owner, "modal_utils", None), ModalConfig):
         raise ServiceDefinitionError(f"{name}.modal_utils must be a ModalConfig (add `modal_utils = config` to {name})")
+    if instance is not None and isinstance(instance.__dict__.get("model_name"), str):
+        return  # set by the earlier __init__ pattern (outside Modal)
     if "model_name" not in getattr(cls, "__annotations__", {}) and "model_name" not in cls.__dict__:
         raise ServiceDefinitionError(
             f'{name} must declare `model_name: str = modal.parameter(default="...")` itself '
@@ -218,6 +344,26 @@ def _stop_fetching_inputs(exc: BaseException) -> None:
     except Exception:
         # Outside a Modal container (``.local()``, tests) there is no input stream to stop.
         logger.warning("fatal error outside a Modal container; nothing to stop", exc_info=True)
+
+
+class _EarlierConstructor:
+    """Where ``super().__init__(queue_backend=...)`` lands in a subclass that has its own ``__init__``."""
+
+    def __init__(self, queue_backend: Any = None) -> None:
+        if queue_backend is not None:
+            self.queue_backend = queue_backend
+
+
+def _runner(app_cls: Any, calls: ModalCalls | None) -> ModalRunner:
+    from modalkit._web import ModalRunner, _user_class, service_class
+
+    app_cls = service_class(app_cls)
+    impl = _user_class(app_cls).inference_implementation
+    try:
+        _, output_model = impl.io_models()
+    except Exception:
+        output_model = InferenceOutputModel  # an unparameterised pipeline, as the earlier docs wrote them
+    return ModalRunner(app_cls, output_model, calls=calls)
 
 
 class LegacyQueueBackend:

@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 
     from modalkit_serve import RequestInfo
 
-__all__ = ["ModalCalls", "ModalRunner", "WebEndpoints", "capture_web_endpoints", "create_web_endpoints"]
+__all__ = [
+    "ModalCalls",
+    "ModalRunner",
+    "WebEndpoints",
+    "capture_web_endpoints",
+    "create_web_endpoints",
+    "service_class",
+]
 
 logger = logging.getLogger("modalkit")
 
@@ -298,7 +305,8 @@ def create_web_endpoints(
     """The HTTP service for a Modal class: call it from your ``@modal.asgi_app`` web function.
 
     Args:
-        app_cls: The ``@app.cls`` class, a `ModalService` subclass.
+        app_cls: The ``@app.cls`` class, a `ModalService` subclass. An instance of it is accepted too, as the
+            earlier modalkit took one; the class behind it is used.
         input_model: The pipeline's input model.
         output_model: The pipeline's output model.
         calls: The Modal call layer (tests replace Modal's cloud here).
@@ -314,6 +322,7 @@ def create_web_endpoints(
     from modalkit_auth import build_authenticator
     from modalkit_serve import create_app
 
+    app_cls = service_class(app_cls)
     user_cls = _user_class(app_cls)
     check_service_class(user_cls)
     settings = user_cls.modal_utils.settings
@@ -325,6 +334,20 @@ def create_web_endpoints(
     )
     authenticator = build_authenticator(settings.app_settings, on_modal=True)
     return create_app(runner, input_model, output_model, settings, authenticator)
+
+
+def service_class(app_cls: Any) -> Any:
+    """The ``modal.Cls`` (or plain class) given, or behind an instance of it (``TranslationApp()``)."""
+    import modal
+
+    if isinstance(app_cls, modal.cls.Obj):
+        from modal._utils.async_utils import synchronizer
+
+        # The public Obj forwards attribute access to the user's instance; its class is on the wrapped object.
+        return synchronizer._translate_out(synchronizer._translate_in(app_cls)._cls)  # type: ignore[no-untyped-call]
+    if not isinstance(app_cls, type) and not callable(getattr(app_cls, "_get_user_cls", None)):
+        return type(app_cls)  # an instance of a plain ModalService subclass
+    return app_cls
 
 
 def _user_class(app_cls: Any) -> type[Any]:

@@ -1,4 +1,11 @@
-"""``from modalkit.iomodel import ...``: the earlier modalkit's request and response models."""
+"""``from modalkit.iomodel import ...``: the earlier modalkit's request and response models.
+
+``T`` is the type variable the earlier generic models were declared with (a pydantic model).
+"""
+
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from modalkit_pipeline import (
     AsyncInputModel,
@@ -9,6 +16,8 @@ from modalkit_pipeline import (
     SyncInputModel,
 )
 
+T = TypeVar("T", bound=BaseModel)
+
 __all__ = [
     "AsyncInputModel",
     "AsyncOutputModel",
@@ -16,4 +25,5 @@ __all__ = [
     "InferenceOutputModel",
     "ItemError",
     "SyncInputModel",
+    "T",
 ]

@@ -296,3 +296,11 @@ async def test_create_web_endpoints_accepts_an_instance(modal_app: Any) -> None:
         response = await client.post("/predict_sync", params={"model_name": "text-processor"}, json={"text": "web"})
     assert response.status_code == 200
     assert response.json()["result"] == "WEB"
+
+
+def test_making_the_call_functions_reads_nothing_from_the_class() -> None:
+    class NotYetComplete(ModalService):
+        pass  # no inference_implementation: only the call would need it
+
+    assert callable(ModalService.async_call(NotYetComplete))
+    assert callable(ModalService.sync_call(NotYetComplete))

@@ -314,12 +314,16 @@ def _config() -> ModalConfig:
     return ModalConfig(settings_from_dict(data), config_files=[])
 
 
-def test_defining_init_is_refused_with_the_modal_1x_reason() -> None:
-    with pytest.raises(ServiceDefinitionError, match=r"__init__.*@modal.enter"):
+def test_an_init_works_outside_modal_and_modal_refuses_it_under_app_cls() -> None:
+    class WithInit(ModalService):
+        def __init__(self, x: int) -> None:
+            super().__init__(queue_backend="backend")
+            self.x = x
 
-        class WithInit(ModalService):
-            def __init__(self, x: int) -> None:
-                self.x = x
+    made = WithInit(3)
+    assert (made.x, made.queue_backend) == (3, "backend")
+    with pytest.raises(modal.exception.InvalidError, match=r"__init__[\s\S]*@modal.enter"):
+        modal.App("with-init").cls(serialized=True)(WithInit)
 
 
 def test_batched_method_is_built_from_the_subclass_config() -> None:

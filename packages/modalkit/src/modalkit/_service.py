@@ -204,11 +204,11 @@ class ModalService:
             cls: The ``@app.cls`` class (or an instance of it).
             calls: The Modal call layer (tests replace Modal's cloud here).
         """
-        runner = _runner(cls, calls)
+        runner = _LazyRunner(cls, calls)
 
         async def fn(model_name: str, input_data: BaseModel) -> AsyncOutputModel:
             request = input_data if isinstance(input_data, AsyncInputModel) else AsyncInputModel(message=input_data)
-            return AsyncOutputModel(job_id=await runner.submit_async(model_name, request))
+            return AsyncOutputModel(job_id=await runner.get().submit_async(model_name, request))
 
         return fn
 
@@ -223,11 +223,11 @@ class ModalService:
             cls: The ``@app.cls`` class (or an instance of it).
             calls: The Modal call layer (tests replace Modal's cloud here).
         """
-        runner = _runner(cls, calls)
+        runner = _LazyRunner(cls, calls)
 
         async def fn(model_name: str, input_data: BaseModel) -> BaseModel:
             item = input_data.message if isinstance(input_data, SyncInputModel) else input_data
-            result = await runner.predict(model_name, item)
+            result = await runner.get().predict(model_name, item)
             if isinstance(result, ItemError):
                 from fastapi import HTTPException
 
@@ -354,16 +354,27 @@ class _EarlierConstructor:
             self.queue_backend = queue_backend
 
 
-def _runner(app_cls: Any, calls: ModalCalls | None) -> ModalRunner:
-    from modalkit._web import ModalRunner, _user_class, service_class
+class _LazyRunner:
+    """The `ModalRunner` behind ``async_call``/``sync_call``, built at the first call (making the function reads
+    nothing, as before)."""
 
-    app_cls = service_class(app_cls)
-    impl = _user_class(app_cls).inference_implementation
-    try:
-        _, output_model = impl.io_models()
-    except Exception:
-        output_model = InferenceOutputModel  # an unparameterised pipeline, as the earlier docs wrote them
-    return ModalRunner(app_cls, output_model, calls=calls)
+    def __init__(self, app_cls: Any, calls: ModalCalls | None) -> None:
+        self.app_cls = app_cls
+        self.calls = calls
+        self._runner: ModalRunner | None = None
+
+    def get(self) -> ModalRunner:
+        if self._runner is None:
+            from modalkit._web import ModalRunner, _user_class, service_class
+
+            app_cls = service_class(self.app_cls)
+            impl = _user_class(app_cls).inference_implementation
+            try:
+                _, output_model = impl.io_models()
+            except Exception:
+                output_model = InferenceOutputModel  # an unparameterised pipeline, as the earlier docs wrote them
+            self._runner = ModalRunner(app_cls, output_model, calls=self.calls)
+        return self._runner
 
 
 class LegacyQueueBackend:

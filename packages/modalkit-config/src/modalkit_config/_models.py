@@ -13,7 +13,7 @@ import posixpath
 import re
 import warnings
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -221,6 +221,23 @@ class _Model(BaseModel):
     )
 
 
+class _RenamedAttributes(_Model):
+    """A section with renamed keys: reading or assigning an old attribute name (``concurrency_limit``) reaches
+    its new key, with a `ModalkitDeprecationWarning` (the old keys in files and arguments are renamed on input)."""
+
+    _section: ClassVar[tuple[str, ...]]
+
+    if not TYPE_CHECKING:  # type checkers flag the old names; at run time they still work
+
+        def __getattr__(self, name: str) -> Any:
+            found, value = _renamed_get(self, type(self)._section, name)
+            return value if found else super().__getattr__(name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if not _renamed_set(self, type(self)._section, name, value):
+                super().__setattr__(name, value)
+
+
 class BuildConfig(_Model):
     """How the container image is built."""
 
@@ -341,7 +358,7 @@ def _deployment_schema_extra(schema: JsonDict) -> None:
     )
 
 
-class DeploymentConfig(_Model):
+class DeploymentConfig(_RenamedAttributes):
     """How the service runs on Modal: resources, scaling, storage, secrets.
 
     The names are Modal 1.x's. The names Modal removed are still read, with a warning naming the new key:
@@ -351,16 +368,7 @@ class DeploymentConfig(_Model):
     """
 
     model_config = ConfigDict(json_schema_extra=_deployment_schema_extra)
-
-    if not TYPE_CHECKING:  # the Modal 0.x names, read and assigned as their new keys (with a warning)
-
-        def __getattr__(self, name: str) -> Any:
-            found, value = _renamed_get(self, ("app_settings", "deployment_config"), name)
-            return value if found else super().__getattr__(name)
-
-        def __setattr__(self, name: str, value: Any) -> None:
-            if not _renamed_set(self, ("app_settings", "deployment_config"), name, value):
-                super().__setattr__(name, value)
+    _section: ClassVar[tuple[str, ...]] = ("app_settings", "deployment_config")
 
     gpu: str | Annotated[list[str], Field(min_length=1)] | None = None
     """GPU type (`T4`, `A10G`, `A100`, `H100`, `L4`, ... with an optional `:count`), or a list in order of
@@ -617,21 +625,12 @@ def _auth_schema_extra(schema: JsonDict) -> None:
     properties.update(_deprecated_properties(("app_settings", "auth_config"), {"auth_header": {"type": "string"}}))
 
 
-class AuthConfig(_Model):
+class AuthConfig(_RenamedAttributes):
     """API-key auth for the predict and job routes. Give exactly one key source:
     `api_key`, `api_key_env` or `ssm_key`."""
 
     model_config = ConfigDict(json_schema_extra=_auth_schema_extra)
-
-    if not TYPE_CHECKING:  # auth_header, read and assigned as header (with a warning)
-
-        def __getattr__(self, name: str) -> Any:
-            found, value = _renamed_get(self, ("app_settings", "auth_config"), name)
-            return value if found else super().__getattr__(name)
-
-        def __setattr__(self, name: str, value: Any) -> None:
-            if not _renamed_set(self, ("app_settings", "auth_config"), name, value):
-                super().__setattr__(name, value)
+    _section: ClassVar[tuple[str, ...]] = ("app_settings", "auth_config")
 
     header: str = "x-api-key"
     """Request header carrying the key (was `auth_header`)."""

@@ -38,6 +38,8 @@ def test_the_earlier_import_paths_export_what_the_migration_page_lists() -> None
         "modalkit.modal_service",
         "modalkit.settings",
         "modalkit.task_queue",
+        "modalkit.exceptions",
+        "modalkit.fast_api",
     }
     for module_name, names, provider in rows:
         module = importlib.import_module(module_name)

@@ -47,7 +47,7 @@ from modalkit_pipeline import ItemError
 from modalkit_serve._jobs import Job
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve._streams import SlowReaderError, StreamItem
-from modalkit_serve._worker import Worker
+from modalkit_serve._worker import Worker, attach_meta
 from modalkit_serve.errors import NotReadyError, QueueFullError, RequestTimeoutError
 
 __all__ = ["BatchItem", "BatchObserver", "Batcher", "StreamObserver"]
@@ -575,6 +575,8 @@ class Batcher:
                 for item in batch
             ]
         if jobs:
+            for i, job in jobs:
+                attach_meta(job.request, results[i])
             self._hook(self.on_jobs_finished, [(job, results[i]) for i, job in jobs])
             for i, job in jobs:
                 self.worker.deliver(job.request, results[i], job.job_id)

@@ -21,7 +21,7 @@ from modalkit_pipeline.errors import OutputCountError
 from modalkit_queue import result_message
 from modalkit_serve._ids import new_job_id
 
-__all__ = ["Sender", "Worker", "is_fatal_error", "safe_error_message"]
+__all__ = ["Sender", "Worker", "attach_meta", "is_fatal_error", "safe_error_message"]
 
 logger = logging.getLogger("modalkit.worker")
 
@@ -67,6 +67,13 @@ def safe_error_message(exc: BaseException) -> str:
     if len(message) > _MAX_ERROR_CHARS:
         message = message[: _MAX_ERROR_CHARS - 3] + "..."
     return message
+
+
+def attach_meta(request: AsyncInputModel[Any], result: BaseModel) -> None:
+    """Give an async request's output the request's ``meta`` (the earlier modalkit's contract), before anything
+    records or delivers it."""
+    if request.meta and isinstance(result, InferenceOutputModel):
+        result.meta = dict(request.meta)
 
 
 class Worker:
@@ -151,10 +158,8 @@ class Worker:
         _set_caller_indices(results, indices, async_jobs)
         if async_jobs:
             for i, (request, job_id) in async_jobs.items():
-                result = results[i]
-                if request.meta and isinstance(result, InferenceOutputModel):
-                    result.meta = dict(request.meta)  # the async output carries its request's meta, as it always did
-                self.deliver(request, result, job_id)
+                attach_meta(request, results[i])
+                self.deliver(request, results[i], job_id)
         return results
 
     def stream_steps(

@@ -45,3 +45,21 @@ def test_the_json_schema_is_a_base64_string() -> None:
     schema = Image.model_json_schema()["properties"]["image"]
     assert schema["type"] == "string"
     assert schema["format"] == "base64"
+
+
+def test_accepts_names_the_media_types_a_file_field_takes_in_its_schema() -> None:
+    from typing import Annotated
+
+    from modalkit_pipeline import accepts, file_media_types
+
+    class Upload(BaseModel):
+        image: Annotated[Binary, accepts("image/png", "image/jpeg")]
+        any_file: Binary
+        caption: str = ""
+
+    schema = Upload.model_json_schema()["properties"]
+    assert schema["image"]["contentMediaType"] == "image/png, image/jpeg"
+    assert schema["image"]["format"] == "base64"
+    assert "contentMediaType" not in schema["any_file"]
+    assert file_media_types(Upload) == {"image": ("image/png", "image/jpeg"), "any_file": ()}
+    assert Upload(image=b"png", any_file=b"x").image == b"png"  # still plain bytes

@@ -702,6 +702,9 @@ class ServerConfig(_Model):
     """A request still unanswered after this gets 504."""
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     """Largest request body accepted; larger ones get 413."""
+    max_file_bytes: int = Field(default=1_048_576, ge=1)
+    """Largest file in a multipart/form-data upload; a larger one gets 413 as soon as it is seen (the body as a
+    whole is still bounded by max_body_bytes)."""
     max_batch_items: int = Field(default=256, ge=1)
     """Most items in one `/predict_batch` request."""
     max_json_depth: int = Field(default=32, ge=1)

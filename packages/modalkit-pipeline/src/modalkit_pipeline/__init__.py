@@ -6,7 +6,7 @@ Write a subclass of `InferencePipeline[InputModel, OutputModel]`; modalkit serve
 
 from importlib.metadata import version as _version
 
-from modalkit_pipeline._binary import Binary
+from modalkit_pipeline._binary import Binary, accepts, file_media_types
 from modalkit_pipeline._iomodels import (
     AsyncInputModel,
     AsyncOutputModel,
@@ -37,6 +37,8 @@ __all__ = [
     "StreamingPipeline",
     "SyncInputModel",
     "__version__",
+    "accepts",
     "errors",
     "failed_indices",
+    "file_media_types",
 ]

@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, GetJsonSchemaHandler, PlainSerializer, WithJsonSchema
 
 
 def _from_base64(value: Any) -> Any:
@@ -33,3 +33,35 @@ Binary = Annotated[
 Unlike pydantic's ``Base64Bytes`` (which expects base64 even from Python, so ``Out(image=png)`` fails), this
 suits output models too: ``Out(image=png_bytes)`` serialises to base64 in the JSON answer.
 """
+
+
+class accepts:  # noqa: N801 - used as a lower-case marker inside Annotated, like pydantic's own helpers
+    """Marks a file field with the media types it takes: ``Annotated[Binary, accepts("image/png", "image/jpeg")]``.
+
+    The types go into the field's JSON Schema (``contentMediaType``); a ``multipart/form-data`` upload of
+    another type is refused (415) before the pipeline sees it. ``image/*`` matches every image type.
+    """
+
+    def __init__(self, *media_types: str) -> None:
+        if not media_types or not all(isinstance(t, str) and "/" in t for t in media_types):
+            raise ValueError('accepts() takes media types such as "image/png" or "audio/*"')
+        self.media_types = tuple(t.strip().lower() for t in media_types)
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        schema = dict(handler(core_schema))
+        schema["contentMediaType"] = ", ".join(self.media_types)
+        return schema
+
+
+def file_media_types(model: type[BaseModel]) -> dict[str, tuple[str, ...]]:
+    """The file fields of an input model (`Binary` or ``Base64Bytes``) and the media types each takes (() for any)."""
+    files: dict[str, tuple[str, ...]] = {}
+    properties = model.model_json_schema().get("properties", {})
+    for name, field in model.model_fields.items():
+        schema = properties.get(field.alias or name, {})
+        branches = [schema, *schema.get("anyOf", ())]
+        if not any(b.get("format") == "base64" or b.get("contentEncoding") == "base64" for b in branches):
+            continue
+        declared = next((b["contentMediaType"] for b in branches if "contentMediaType" in b), "")
+        files[name] = tuple(t.strip() for t in declared.split(",") if t.strip())
+    return files

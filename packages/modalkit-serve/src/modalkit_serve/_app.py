@@ -31,6 +31,7 @@ from modalkit_serve._asgi import (
     is_json_content_type,
 )
 from modalkit_serve._docs import add_offline_docs
+from modalkit_serve._forms import FormReader, form_openapi, is_form_content_type
 from modalkit_serve._jobs import JobStatus, job_status_json
 from modalkit_serve._metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from modalkit_serve._routes import Handler, Reply, Routes, error_reply
@@ -219,6 +220,17 @@ def create_app(
     app.state.settings = settings
     app.state.authenticator = authenticator
 
+    forms = FormReader(input_model, server.max_file_bytes)
+    form_paths = frozenset({"/predict_sync", "/predict_stream"}) if forms.files else frozenset()
+
+    async def form_body(
+        chunks: AsyncIterator[bytes], content_type: bytes, origin: str | None, host: str | None
+    ) -> bytes | Reply:
+        try:
+            return await forms.body(chunks, content_type, origin, host)
+        except HTTPException as exc:
+            return error_reply(exc)
+
     fast: dict[str, FastHandler] = {}
     streams: dict[str, StreamFastHandler] = {}
     auth_check = None
@@ -241,6 +253,8 @@ def create_app(
         auth_check=auth_check,
         identify=getattr(authenticator, "identity", None),
         streams=streams,
+        forms=form_body,
+        form_paths=form_paths,
     )
     _add_error_handlers(app)
 
@@ -268,11 +282,29 @@ def create_app(
         description=f"The model entry to use; optional when only one is configured. Known: {', '.join(models)}."
     )
 
-    async def via_fastapi(request: Request, handler: Handler) -> Response:
-        content_type = request.headers.get("content-type")
-        if not is_json_content_type(None if content_type is None else content_type.encode("latin-1")):
+    async def request_body(request: Request) -> bytes | Response:
+        """The JSON body (a form's, on the routes that take forms), or the refusal answer."""
+        raw_type = request.headers.get("content-type")
+        content_type = None if raw_type is None else raw_type.encode("latin-1")
+        if request.url.path in form_paths and is_form_content_type(content_type):
+            assert content_type is not None
+            result = await form_body(
+                request.stream(), content_type, request.headers.get("origin"), request.headers.get("host")
+            )
+            if isinstance(result, bytes):
+                return result
+            status, reply, headers = result
+            refused = Response(reply, status_code=status, media_type=JSON)
+            refused.raw_headers.extend(headers)
+            return refused
+        if not is_json_content_type(content_type):
             return JSONResponse({"detail": UNSUPPORTED_MEDIA_TYPE}, status_code=415)
-        body = await request.body()
+        return await request.body()
+
+    async def via_fastapi(request: Request, handler: Handler) -> Response:
+        body = await request_body(request)
+        if isinstance(body, Response):
+            return body
         status, reply, headers = await routes.reply(
             handler, body, request.scope["query_string"], request.scope.get(REQUEST_INFO_KEY)
         )
@@ -280,7 +312,8 @@ def create_app(
         response.raw_headers.extend(headers)
         return response
 
-    sync_doc = _body_doc(input_ref, "One input for the model.")
+    upload = form_openapi(input_model, _schema_of(defs, input_ref)) if forms.files else None
+    sync_doc = _body_doc(input_ref, "One input for the model.", upload)
     # FastAPI documents the 422 (HTTPValidationError) itself; only its description changes here.
     sync_doc["responses"] = {
         "422": {
@@ -335,7 +368,7 @@ def create_app(
         return await via_fastapi(request, routes.predict_async)
 
     if chunk_model is not None:
-        stream_doc = _body_doc(input_ref, "One input for the model.")
+        stream_doc = _body_doc(input_ref, "One input for the model.", upload)
         stream_doc["responses"] = {
             "200": {
                 "description": "Server-Sent Events: one event per chunk (`data:` the chunk's JSON), then one final "
@@ -350,10 +383,9 @@ def create_app(
         }
 
         async def stream_via_fastapi(request: Request) -> Response:
-            content_type = request.headers.get("content-type")
-            if not is_json_content_type(None if content_type is None else content_type.encode("latin-1")):
-                return JSONResponse({"detail": UNSUPPORTED_MEDIA_TYPE}, status_code=415)
-            body = await request.body()
+            body = await request_body(request)
+            if isinstance(body, Response):
+                return body
             result = await routes.reply(
                 routes.predict_stream, body, request.scope["query_string"], request.scope.get(REQUEST_INFO_KEY)
             )
@@ -504,14 +536,19 @@ def _sse_item_schema(chunk_ref: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _body_doc(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "description": description,
-            "content": {JSON: {"schema": schema}},
-        }
-    }
+def _body_doc(schema: dict[str, Any], description: str, form: dict[str, Any] | None = None) -> dict[str, Any]:
+    content: dict[str, Any] = {JSON: {"schema": schema}}
+    if form is not None:
+        # Files as base64 in JSON, or uploaded as a form (Swagger's "Try it out" shows a file picker for it).
+        content["multipart/form-data"] = form
+    return {"requestBody": {"required": True, "description": description, "content": content}}
+
+
+def _schema_of(defs: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema a ``{"$ref": "#/components/schemas/Name"}`` points at, among ``models_json_schema``'s defs."""
+    name = str(ref.get("$ref", "")).rsplit("/", 1)[-1]
+    found: dict[str, Any] = defs.get("$defs", {}).get(name, dict(ref))
+    return found
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -17,12 +17,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modalkit_serve._forms import is_form_content_type
 from modalkit_serve._ids import RequestIds, sane_request_id
 from modalkit_serve._logging import AccessLog
 from modalkit_serve._metrics import ServeMetrics
@@ -32,6 +33,7 @@ __all__ = [
     "REQUEST_INFO_KEY",
     "UNSUPPORTED_MEDIA_TYPE",
     "FastHandler",
+    "FormBody",
     "RequestInfo",
     "ServeMiddleware",
     "StreamFastHandler",
@@ -72,6 +74,11 @@ StreamFastHandler = Callable[
     [bytes, bytes, RequestInfo], Awaitable["tuple[int, bytes, list[tuple[bytes, bytes]]] | EventStream"]
 ]
 """Like `FastHandler`, or the `EventStream` of a stream that started."""
+FormBody = Callable[
+    [AsyncIterator[bytes], bytes, "str | None", "str | None"],
+    Awaitable["bytes | tuple[int, bytes, list[tuple[bytes, bytes]]]"],
+]
+"""(body chunks, Content-Type, Origin, Host) -> the JSON body a multipart form stands for, or the refusal reply."""
 AuthCheck = Callable[[Sequence[tuple[bytes, bytes]]], "tuple[int, bytes, list[tuple[bytes, bytes]]] | None"]
 """(raw request headers) -> None when allowed, else the refusal reply."""
 Identify = Callable[[Sequence[tuple[bytes, bytes]]], "str | None"]
@@ -89,6 +96,14 @@ class _ClientGoneError(Exception):
     pass
 
 
+class _RefusedError(Exception):
+    """A request refused while its body was read; carries the reply."""
+
+    def __init__(self, reply: tuple[int, bytes, list[tuple[bytes, bytes]]]) -> None:
+        super().__init__("refused")
+        self.reply = reply
+
+
 class ServeMiddleware:
     """Wraps the FastAPI app's middleware stack (it is the outermost layer, so every response gets an id).
 
@@ -104,6 +119,9 @@ class ServeMiddleware:
         identify: Names the caller from the request headers, for `RequestInfo.owner` (job ownership).
         streams: ``POST`` path -> handler, for the streaming routes served here directly (Server-Sent Events;
             a client that disconnects cancels its stream).
+        forms: Reads a ``multipart/form-data`` body into the JSON body it stands for, on the fast-path routes
+            named in ``form_paths`` (the others answer a form with 415).
+        form_paths: The paths that take forms.
     """
 
     def __init__(
@@ -117,6 +135,8 @@ class ServeMiddleware:
         auth_check: AuthCheck | None = None,
         identify: Identify | None = None,
         streams: Mapping[str, StreamFastHandler] | None = None,
+        forms: FormBody | None = None,
+        form_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -126,6 +146,8 @@ class ServeMiddleware:
         self.auth_check = auth_check
         self.identify = identify
         self.streams = dict(streams or {})
+        self.forms = forms
+        self.form_paths = form_paths if forms is not None else frozenset()
         self.access_log = AccessLog()
         self.ids = RequestIds()
 
@@ -154,10 +176,7 @@ class ServeMiddleware:
         if self.identify is not None:
             info.owner = self.identify(scope["headers"])
         scope[REQUEST_INFO_KEY] = info
-        path: str = scope["path"]
-        root = scope.get("root_path")
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
+        path = _route_path(scope)
         method: str = scope["method"]
         fast = self.fast.get(path) if method == "POST" else None
         streamer = self.streams.get(path) if method == "POST" else None
@@ -176,7 +195,11 @@ class ServeMiddleware:
             if too_large is not None:
                 await _reply(send, too_large[0], _detail(too_large[1]), [id_header], close=too_large[0] == 413)
                 info.status = too_large[0]
-            elif (fast is not None or streamer is not None) and not is_json_content_type(content_type):
+            elif (
+                (fast is not None or streamer is not None)
+                and not is_json_content_type(content_type)
+                and not (path in self.form_paths and is_form_content_type(content_type))
+            ):
                 await _reply(send, 415, _detail(UNSUPPORTED_MEDIA_TYPE), [id_header])
                 info.status = 415
             elif streamer is not None:
@@ -191,6 +214,11 @@ class ServeMiddleware:
                     receive = self._limited(receive)
                 assert self.app is not None
                 await self.app(scope, receive, send_with_id)
+        except _RefusedError as refused:
+            if info.status == 0:
+                status, body, headers = refused.reply
+                info.status = status
+                await _reply(send, status, body, [*headers, id_header], close=True)
         except _BodyTooLargeError:
             if info.status == 0:
                 info.status = 413
@@ -230,7 +258,7 @@ class ServeMiddleware:
             refused = self.auth_check(scope["headers"])
             if refused is not None:
                 return refused[0], refused[1], list(refused[2])
-        body = await self._read_body(receive)
+        body = await self._read_body(receive, scope)
         status, reply, reply_headers = await handler(body, scope["query_string"], info)
         return status, reply, list(reply_headers)
 
@@ -250,7 +278,7 @@ class ServeMiddleware:
                 await _reply(send, refused[0], refused[1], [*refused[2], id_header])
                 info.status = refused[0]
                 return
-        body = await self._read_body(receive)
+        body = await self._read_body(receive, scope)
 
         async def answer() -> None:
             result = await handler(body, scope["query_string"], info)
@@ -282,7 +310,22 @@ class ServeMiddleware:
             return
         info.status = 499  # logged only: the client closed the connection
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive, scope: Scope) -> bytes:
+        if self.forms is not None and _route_path(scope) in self.form_paths:
+            headers = dict(scope["headers"])
+            content_type = headers.get(_CONTENT_TYPE)
+            if is_form_content_type(content_type):
+                assert content_type is not None
+                origin, host = headers.get(b"origin"), headers.get(b"host")
+                result = await self.forms(
+                    self._chunks(receive),
+                    content_type,
+                    None if origin is None else origin.decode("latin-1"),
+                    None if host is None else host.decode("latin-1"),
+                )
+                if isinstance(result, tuple):
+                    raise _RefusedError(result)
+                return result
         message = await receive()
         if message["type"] != "http.request":
             raise _ClientGoneError
@@ -305,6 +348,20 @@ class ServeMiddleware:
         elif len(body) > self.max_body_bytes:
             raise _BodyTooLargeError(self.max_body_bytes)
         return body
+
+    async def _chunks(self, receive: Receive) -> AsyncIterator[bytes]:
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _ClientGoneError
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _BodyTooLargeError(self.max_body_bytes)
+            yield chunk
+            if not message.get("more_body", False):
+                return
 
     def _too_large(self, length: bytes | None) -> tuple[int, str] | None:
         if length is None:
@@ -351,6 +408,15 @@ def is_json_content_type(value: bytes | None) -> bool:
         return True
     media = value.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path without the app's root path."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -250,13 +250,13 @@ class ServeMetrics:
             for model, value in self.queue_depth_source().items():
                 depth.add_metric([model], value)
         yield depth
+        open_streams = GaugeMetricFamily(
+            "modalkit_streams_open", "Streams waiting or streaming (their slots), by model.", labels=["model"]
+        )
         if self.streams_source is not None:
-            open_streams = GaugeMetricFamily(
-                "modalkit_streams_open", "Streams waiting or streaming (their slots), by model.", labels=["model"]
-            )
             for model, value in self.streams_source().items():
                 open_streams.add_metric([model], value)
-            yield open_streams
+        yield open_streams
         if self.ready_source is not None:
             yield GaugeMetricFamily(
                 "modalkit_ready", "1 when the service is ready to serve.", value=self.ready_source()

@@ -101,3 +101,18 @@ def test_mount_type_values_are_accepted_by_mount() -> None:
     assert mount.type == "dir"
     volume = Volume(mount_point="/mnt/models", volume_name="model-vol")
     assert (volume.mount_point, volume.volume_name) == ("/mnt/models", "model-vol")
+
+
+def test_the_earlier_modules_without_modal_names_do_not_import_modal() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import modalkit.exceptions, modalkit.fast_api, modalkit.inference_pipeline, modalkit.iomodel\n"
+        "import modalkit.settings, modalkit.task_queue\n"
+        "from modalkit import LegacyQueueBackend\n"
+        "print('modal' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -47,15 +47,16 @@ from modalkit_queue import (
 )
 
 if _TYPE_CHECKING:
-    from modalkit._service import LegacyQueueBackend, ModalService
+    from modalkit._service import ModalService
     from modalkit._web import ModalCalls, ModalRunner, create_web_endpoints
+    from modalkit.task_queue import LegacyQueueBackend
 
 __version__ = _version("modalkit")
 
 # `import modal` takes seconds; these names need it, so they are imported on first use. A local-only user
 # (`modalkit serve` of a ServiceSpec file, `validate`, `schema`, tests of a pipeline) never pays for it.
 _LAZY = {
-    "LegacyQueueBackend": "modalkit._service",
+    "LegacyQueueBackend": "modalkit.task_queue",
     "ModalService": "modalkit._service",
     "ModalCalls": "modalkit._web",
     "ModalRunner": "modalkit._web",

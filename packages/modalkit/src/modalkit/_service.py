@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from modalkit._config import ModalConfig
 from modalkit._jobs import AsyncJobInput
 from modalkit.errors import ServiceDefinitionError
+from modalkit.task_queue import LegacyQueueBackend
 from modalkit_auth import new_job_id
 from modalkit_pipeline import (
     AsyncInputModel,
@@ -375,27 +376,3 @@ class _LazyRunner:
                 output_model = InferenceOutputModel  # an unparameterised pipeline, as the earlier docs wrote them
             self._runner = ModalRunner(app_cls, output_model, calls=self.calls)
         return self._runner
-
-
-class LegacyQueueBackend:
-    """Adapts the earlier modalkit's queue backends (``async send_message(queue, message) -> bool``).
-
-    A ``False`` return becomes an exception, so the sender retries and dead-letters as for any failure.
-    """
-
-    def __init__(self, legacy: Any) -> None:
-        self.legacy = legacy
-
-    async def send(self, queue_name: str, message: str) -> None:
-        """Deliver through the legacy backend; raise when it reports failure."""
-        ok = await self.legacy.send_message(queue_name, message)
-        if ok is False:
-            raise ConnectionError(f"{type(self.legacy).__name__}.send_message returned False for {queue_name!r}")
-
-    async def close(self) -> None:
-        """Close the legacy backend if it has a ``close``."""
-        close = getattr(self.legacy, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result

@@ -23,7 +23,6 @@ import logging
 from typing import Any, Protocol, cast, runtime_checkable
 
 import modalkit_queue
-from modalkit._service import LegacyQueueBackend
 from modalkit.exceptions import BackendError, DependencyError, TypeValidationError
 from modalkit_config import QueueConfig
 from modalkit_queue import MemoryBackend, ReliableSender, TaskiqBackend, registered_backends
@@ -54,6 +53,30 @@ class QueueBackend(Protocol):
     async def send_message(self, queue_name: str, message: str) -> bool:
         """Send ``message`` (JSON text) to ``queue_name``; ``True`` once the queue accepted it."""
         ...
+
+
+class LegacyQueueBackend:
+    """Adapts the earlier modalkit's queue backends (``async send_message(queue, message) -> bool``).
+
+    A ``False`` return becomes an exception, so the sender retries and dead-letters as for any failure.
+    """
+
+    def __init__(self, legacy: Any) -> None:
+        self.legacy = legacy
+
+    async def send(self, queue_name: str, message: str) -> None:
+        """Deliver through the legacy backend; raise when it reports failure."""
+        ok = await self.legacy.send_message(queue_name, message)
+        if ok is False:
+            raise ConnectionError(f"{type(self.legacy).__name__}.send_message returned False for {queue_name!r}")
+
+    async def close(self) -> None:
+        """Close the legacy backend if it has a ``close``."""
+        close = getattr(self.legacy, "close", None)
+        if close is not None:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
 
 
 def _require_text(message: object, what: str = "message") -> None:

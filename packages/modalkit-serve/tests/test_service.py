@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modalkit_serve import ServiceSpec, load_service
-from modalkit_serve.cli import main, use_config
+from modalkit_serve import ServiceSpec, load_service, use_config_beside
+from modalkit_serve.cli import main
 from modalkit_serve.errors import ServiceSpecError
 from modalkit_serve.testing import ServedProcess
 from serve_support import ToyInput, ToyOutput, ToyPipeline, toy_settings
@@ -171,21 +171,22 @@ def test_load_service_of_a_missing_file() -> None:
 
 def test_config_beside_the_app_is_used_unless_one_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = write_app(tmp_path / "svc")
-    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config sets is undone after the test
+    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config_beside sets is undone after the test
     monkeypatch.delenv("MODALKIT_CONFIG")
 
-    use_config(app, None)
+    monkeypatch.chdir(tmp_path)
+    use_config_beside(app, None)
     assert os.environ["MODALKIT_CONFIG"] == str(tmp_path / "svc" / "modalkit.yaml")
-    use_config(app, "other.yaml,overlay.yaml")
-    assert os.environ["MODALKIT_CONFIG"] == "other.yaml,overlay.yaml"
-    use_config(app, None)  # an explicit choice in the environment is kept
-    assert os.environ["MODALKIT_CONFIG"] == "other.yaml,overlay.yaml"
+    use_config_beside(app, "other.yaml,overlay.yaml")
+    assert os.environ["MODALKIT_CONFIG"] == f"{tmp_path / 'other.yaml'},{tmp_path / 'overlay.yaml'}"
+    use_config_beside(app, None)  # an explicit choice in the environment is kept
+    assert os.environ["MODALKIT_CONFIG"] == f"{tmp_path / 'other.yaml'},{tmp_path / 'overlay.yaml'}"
 
 
 def test_cli_errors_are_one_readable_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config sets is undone after the test
+    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config_beside sets is undone after the test
     monkeypatch.delenv("MODALKIT_CONFIG")
     assert main([str(tmp_path / "missing.py")]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -298,8 +299,8 @@ def test_reload_needs_the_app_file() -> None:
 def test_the_reload_factory_builds_the_app_named_in_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from modalkit_serve._appfile import APP_ENV, reload_factory
     from modalkit_serve._logging import shutdown_logging
-    from modalkit_serve._service import APP_ENV, reload_factory
 
     app_file = write_app(tmp_path / "svc")
     monkeypatch.setenv("MODALKIT_CONFIG", str(app_file.parent / "modalkit.yaml"))
@@ -356,3 +357,65 @@ def test_a_typo_in_a_model_entry_is_a_config_error_at_its_line(
     config.write_text(config.read_text().replace("wieghts", "weights"))
     spec.settings = load_settings(config, env={}, env_file=None)
     assert build_app(spec) is not None
+
+
+# -- one way in: the app file, the config beside it, the reload worker (issue 18 item 1) -------------------------
+
+
+def test_config_files_named_on_the_command_line_are_resolved_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modalkit_serve import use_config_beside
+
+    app = write_app(tmp_path / "svc")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODALKIT_CONFIG", "")
+    use_config_beside(app, "other.yaml, sub/overlay.yaml")
+    assert os.environ["MODALKIT_CONFIG"] == f"{tmp_path / 'other.yaml'},{tmp_path / 'sub' / 'overlay.yaml'}"
+
+
+def test_port_file_with_reload_is_refused_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modalkit_serve import run
+
+    app = write_app(tmp_path / "svc")
+    monkeypatch.setenv("MODALKIT_CONFIG", str(app.parent / "modalkit.yaml"))
+    with pytest.raises(ServiceSpecError, match="--port-file does not work with --reload"):
+        run(load_service(app), port=0, reload=True, port_file=tmp_path / "port")
+    assert main([str(app), "--reload", "--port-file", str(tmp_path / "port")]) == 2
+    assert "--port-file does not work with --reload" in capsys.readouterr().err
+    assert not (tmp_path / "port").exists()
+
+
+@pytest.mark.parametrize("name", ["MODALKIT_APP_FILE", "MODALKIT_SERVE_APP"])
+def test_the_reload_worker_reads_the_app_file_under_either_name_and_freezes_the_gc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    from modalkit_serve._appfile import reload_factory
+    from modalkit_serve._logging import shutdown_logging
+
+    app_file = write_app(tmp_path / "svc")
+    monkeypatch.delenv("MODALKIT_APP_FILE", raising=False)
+    monkeypatch.delenv("MODALKIT_SERVE_APP", raising=False)
+    monkeypatch.setenv("MODALKIT_CONFIG", str(app_file.parent / "modalkit.yaml"))
+    monkeypatch.setenv(name, str(app_file))
+    try:
+        app = reload_factory()
+    finally:
+        shutdown_logging()
+    assert "/predict_sync" in {getattr(r, "path", None) for r in app.routes}
+    assert app.state.runner.freeze_gc is True  # the reload worker is a server process too
+
+
+def test_the_log_level_given_to_a_reloading_server_wins_over_a_stale_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modalkit_serve._appfile import LOG_LEVEL_ENV, reload_environment
+
+    app = write_app(tmp_path / "svc")
+    monkeypatch.setenv(LOG_LEVEL_ENV, "DEBUG")
+    monkeypatch.setenv("MODALKIT_CONFIG", str(app.parent / "modalkit.yaml"))
+    env = reload_environment(load_service(app), "WARNING")
+    assert env[LOG_LEVEL_ENV] == "WARNING"
+    assert env["MODALKIT_APP_FILE"] == str(app.resolve())

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from modalkit._appfile import load_app_file
+from modalkit import load_app_file
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"

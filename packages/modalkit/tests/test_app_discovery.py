@@ -55,6 +55,24 @@ def test_a_service_spec_file_is_served_as_modalkit_serve_would(tmp_path: Path) -
     assert spec.pipeline_cls.__name__ == "TranslationModel"
 
 
+def test_the_reload_worker_finds_the_modal_service_through_serves_one_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # modalkit plugs only its finder into modalkit-serve's loader; the reload worker (a fresh process) gets it,
+    # and the chosen --service, from the environment the parent sets.
+    from modalkit_serve._appfile import reload_environment, reload_factory
+    from modalkit_serve._logging import shutdown_logging
+
+    spec = load_app_service(APPS / "modal_queue_app.py", service="QueueApp")
+    env = reload_environment(spec, "INFO")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        app = reload_factory()
+    finally:
+        shutdown_logging()
+    assert app.state.runner.pipeline_cls.__name__ == "TranslationModel"
+    assert app.state.runner.freeze_gc is True
+
+
 def test_run_deploy_passes_the_config_and_postfix_to_the_command(tmp_path: Path) -> None:
     out = tmp_path / "env.txt"
     code = (

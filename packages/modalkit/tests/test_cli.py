@@ -55,6 +55,14 @@ def test_serve_reports_a_missing_file_without_a_stack_trace(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
 
 
+def test_serve_refuses_a_port_file_with_reload(tmp_path: Path) -> None:
+    app = str(APPS / "modal_translation_app.py")
+    result = modalkit("serve", app, "--config", str(FIXTURES / "translation.yaml"), "--reload", "--port-file", "p")
+    assert result.returncode == 2
+    assert "--port-file does not work with --reload" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_points_at_the_failing_line_of_the_app_file(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text("import modal\n\nx = 1\ny = undefined_name + x\n")

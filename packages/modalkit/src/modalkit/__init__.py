@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from modalkit import errors
-from modalkit._appfile import load_app_file
 from modalkit._config import ModalConfig
 from modalkit._jobs import AsyncJobInput, JobIndex, MemoryJobIndex, ModalDictJobIndex, job_index_name
-from modalkit._serve import local_app
+from modalkit._serve import load_app_file, local_app
 from modalkit.errors import (
     AppFileError,
     ModalkitError,

@@ -14,45 +14,43 @@ and limits, with the batches run in this process instead of a Modal container.
 
 from __future__ import annotations
 
-import linecache
+import contextlib
 import os
 import sys
-import traceback
-from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from modalkit._appfile import load_app_file
 from modalkit.errors import AppFileError, ModalkitError
-from modalkit_config import ConfigError
+from modalkit_serve import ServiceSpec, use_config_beside
+from modalkit_serve import load_app_file as _load_app_file
+from modalkit_serve import load_service as _load_service
+from modalkit_serve._appfile import find_spec
+from modalkit_serve.errors import ServiceSpecError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from modalkit._web import WebEndpoints
-    from modalkit_serve import ServiceSpec
 
-__all__ = ["APP_ENV", "find_service", "load_app_service", "local_app", "reload_factory", "use_config_beside"]
-
-#: Environment variable naming the app file, for the process uvicorn's --reload starts.
-APP_ENV = "MODALKIT_APP_FILE"
-_SERVICE_ENV = "MODALKIT_APP_SERVICE"
+__all__ = ["find_service", "load_app_file", "load_app_service", "local_app"]
 
 
-def use_config_beside(app_file: str | os.PathLike[str], config: str | None = None) -> None:
-    """Point ``MODALKIT_CONFIG`` at ``config``; else, when it is unset, at the ``modalkit.yaml`` beside the app.
+def load_app_file(path: str | os.PathLike[str], *, module_name: str | None = None) -> ModuleType:
+    """Import ``path`` as a module, with its folder first on ``sys.path`` (as Modal does in the container).
 
-    Importing an app file runs ``ModalConfig()``, which reads ``MODALKIT_CONFIG`` or ./modalkit.yaml; this makes
-    ``modalkit serve examples/sentiment/app.py`` read the example's own file from any working directory.
+    modalkit-serve's loader (`modalkit_serve.load_app_file`), raising modalkit's own error.
+
+    Args:
+        path: The app file (``app.py``).
+        module_name: Name to register the module under; defaults to the file's stem, as Modal names it.
+
+    Raises:
+        AppFileError: the file does not exist or is not a Python file. Errors raised while the file runs
+            (a bad configuration, a syntax error) propagate unchanged, so the caller can report them.
     """
-    if config:
-        os.environ["MODALKIT_CONFIG"] = ",".join(str(Path(p.strip()).resolve()) for p in config.split(","))
-        return
-    if os.environ.get("MODALKIT_CONFIG"):
-        return
-    beside = Path(app_file).resolve().parent / "modalkit.yaml"
-    if beside.is_file():
-        os.environ["MODALKIT_CONFIG"] = str(beside)
+    with _as_app_file_error():
+        return _load_app_file(path, module_name=module_name)
 
 
 def load_app_service(app_file: str | os.PathLike[str], *, service: str | None = None) -> ServiceSpec:
@@ -67,21 +65,18 @@ def load_app_service(app_file: str | os.PathLike[str], *, service: str | None = 
         ConfigError: the configuration it reads is invalid.
         ServiceDefinitionError: its ModalService subclass is incomplete.
     """
-    module = _import(app_file)
-    spec = find_service(module, service=service)
-    spec.source = Path(app_file).resolve()
-    return spec
+    with _as_app_file_error():
+        return _load_service(app_file, service=service, finder=find_service, user_errors=(ModalkitError,))
 
 
-def find_service(module: ModuleType, *, service: str | None = None) -> ServiceSpec:
-    """The service an imported app file defines (see the module docstring for the order)."""
-    from modalkit_serve import ServiceSpec
+def find_service(module: ModuleType, service: str | None = None) -> ServiceSpec:
+    """The service an imported app file defines (see the module docstring for the order).
 
+    The finder modalkit plugs into modalkit-serve's `load_service`.
+    """
     where = getattr(module, "__file__", None) or module.__name__
-    specs = {name: value for name, value in vars(module).items() if isinstance(value, ServiceSpec)}
-    if specs:
-        chosen: ServiceSpec = _choose(specs, service, "service", where)
-        return chosen
+    if any(isinstance(value, ServiceSpec) for value in vars(module).values()):
+        return find_spec(module, service)
 
     if "modal" not in sys.modules:
         # Nothing the file defines can be a Modal object, so skip the Modal forms (and the seconds `import
@@ -150,69 +145,17 @@ def local_app(app_file: str | os.PathLike[str], *, config: str | None = None, se
     return build_app(load_app_service(app_file, service=service))
 
 
-def reload_factory() -> FastAPI:
-    """The app factory uvicorn's reloader imports in each fresh worker process (``modalkit serve --reload``)."""
-    from modalkit_serve import build_app, configure_logging
-
-    configure_logging(os.environ.get("MODALKIT_SERVE_LOG_LEVEL", "INFO"))
-    path = os.environ.get(APP_ENV)
-    if not path:
-        raise AppFileError(f"{APP_ENV} is not set; start the server with `modalkit serve APP.py --reload`")
-    return build_app(load_app_service(path, service=os.environ.get(_SERVICE_ENV) or None))
-
-
-def serve_with_reload(spec: ServiceSpec, host: str, port: int, log_level: str, service: str | None) -> None:
-    """Run uvicorn with its reloader over `reload_factory`, watching the app file's folder."""
-    import uvicorn
-
-    assert spec.source is not None
-    os.environ[APP_ENV] = str(spec.source)
-    os.environ["MODALKIT_SERVE_LOG_LEVEL"] = log_level
-    if service:
-        os.environ[_SERVICE_ENV] = service
-    uvicorn.run(
-        "modalkit._serve:reload_factory",
-        factory=True,
-        host=host,
-        port=port,
-        reload=True,
-        reload_dirs=[str(spec.source.parent)],
-        log_config=None,
-        access_log=False,
-    )
-
-
 # --- internals ---------------------------------------------------------------------------------------------
 
 
-def _import(app_file: str | os.PathLike[str]) -> ModuleType:
+@contextlib.contextmanager
+def _as_app_file_error() -> Iterator[None]:
     try:
-        return load_app_file(Path(app_file))
-    except (ModalkitError, ConfigError):
+        yield
+    except AppFileError:
         raise
-    except Exception as exc:
-        raise AppFileError(f"{app_file}: importing it failed: {_describe(exc, app_file)}") from exc
-
-
-def _describe(exc: BaseException, app_file: str | os.PathLike[str]) -> str:
-    """``Type: message (at file:line: code)``, pointing at the deepest line of the user's own folder."""
-    message = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f"{message.split(' (', 1)[0]} (at {exc.filename}:{exc.lineno})"
-    folder = Path(app_file).resolve().parent
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _inside(f.filename, folder)]
-    if frames:
-        frame = frames[-1]
-        code = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
-        return f"{message} (at {frame.filename}:{frame.lineno}: {code})"
-    return message
-
-
-def _inside(filename: str, folder: Path) -> bool:
-    try:
-        return Path(filename).resolve().is_relative_to(folder) and ".venv" not in Path(filename).parts
-    except (OSError, ValueError):
-        return False
+    except ServiceSpecError as exc:
+        raise AppFileError(str(exc)) from exc
 
 
 def _choose(found: dict[str, Any], wanted: str | None, what: str, where: str) -> Any:

@@ -3,7 +3,7 @@
 Usage::
 
     modalkit serve APP.py [--host H] [--port P] [--config FILE] [--log-level L] [--log-format F] [--reload]
-                          [--service NAME]
+                          [--service NAME] [--port-file PATH]
     modalkit deploy APP.py [--config FILE] [--postfix=-prod] [--dry-run] [-- MODAL_DEPLOY_ARGS...]
     modalkit validate [FILE...]          # default: modalkit.yaml
     modalkit schema                      # the JSON Schema of modalkit.yaml
@@ -22,12 +22,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modalkit._serve import load_app_service, serve_with_reload, use_config_beside
 from modalkit.errors import ModalkitError
 from modalkit_auth import AuthError
 from modalkit_config import ConfigError
 from modalkit_pipeline import PipelineError
 from modalkit_queue import QueueError
+from modalkit_serve import use_config_beside
+from modalkit_serve._service import add_serve_arguments, serve_app_file
 
 __all__ = ["main"]
 
@@ -44,20 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve an app file on this machine (no Modal account needed)")
-    serve.add_argument("app", help="the app file, e.g. app.py")
-    serve.add_argument("--host", help="interface to listen on (default: server_config.host)")
-    serve.add_argument("--port", type=int, help="port (default: server_config.port; 0 picks a free one)")
-    serve.add_argument("--config", help="config file(s), comma-separated (default: the modalkit.yaml beside APP)")
-    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: server_config.log_level)")
-    serve.add_argument(
-        "--log-format",
-        choices=("auto", "json", "console"),
-        default="auto",
-        help="json, console (readable lines), or auto: console when stderr is a terminal, else json",
-    )
-    serve.add_argument("--reload", action="store_true", help="restart when files beside the app file change")
-    serve.add_argument("--service", help="the class to serve when the app file defines several")
-    serve.add_argument("--port-file", help="write the port here once the server accepts connections")
+    add_serve_arguments(serve)
 
     deploy = commands.add_parser("deploy", help="deploy an app file to Modal (`modal deploy` with the config)")
     deploy.add_argument("app", help="the app file, e.g. app.py")
@@ -111,34 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from modalkit_serve import configure_logging, run
+    from modalkit._serve import find_service
+    from modalkit_serve import configure_logging
     from modalkit_serve.errors import ServeError
 
-    if args.port is not None and not 0 <= args.port <= 65535:
-        _error(f"--port must be between 0 and 65535 (got {args.port})")
-        return 2
-    use_config_beside(args.app, args.config)
-    # Logging at INFO until the app's own settings are read (`run` configures it again with their level).
-    configure_logging("INFO", log_format=args.log_format)
-    logging.getLogger(PROG).info("loading %s", args.app)
+    def loading() -> None:
+        # Logging at INFO until the app's own settings are read (`run` configures it again with their level).
+        configure_logging("INFO", log_format=args.log_format)
+        logging.getLogger(PROG).info("loading %s", args.app)
+
     try:
-        spec = load_app_service(args.app, service=args.service)
-        settings = spec.resolve_settings()
-        if args.reload:
-            server = settings.app_settings.server_config
-            level = (args.log_level or server.log_level).upper()
-            host = args.host if args.host is not None else server.host
-            port = args.port if args.port is not None else server.port
-            serve_with_reload(spec, host, port, level, args.service)
-            return 0
-        run(
-            spec,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            port_file=args.port_file,
-            log_format=args.log_format,
-        )
+        serve_app_file(args, finder=find_service, user_errors=(ModalkitError,), on_loading=loading)
     except ServeError as exc:
         _error(str(exc))
         return 2

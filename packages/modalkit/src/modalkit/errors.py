@@ -5,6 +5,7 @@ Exception tree::
     ModalkitError (RuntimeError)          root: anything the Modal glue or the CLI refuses
     ├── ServiceDefinitionError (TypeError) a ModalService subclass is missing something it needs
     ├── AppFileError                       an app file cannot be imported or defines no modalkit service
+    │                                      (also a modalkit_serve.errors.ServiceSpecError)
     ├── ModalNotLoggedInError              `modalkit deploy` was asked to deploy without Modal credentials
     └── ScaffoldError                      `modalkit init` cannot create the project (e.g. the folder exists)
 
@@ -13,6 +14,8 @@ as one readable message without a stack trace.
 """
 
 from __future__ import annotations
+
+from modalkit_serve.errors import ServiceSpecError
 
 __all__ = [
     "AppFileError",
@@ -32,8 +35,11 @@ class ServiceDefinitionError(ModalkitError, TypeError):
     ``model_name`` parameter, or a model name the configuration does not list."""
 
 
-class AppFileError(ModalkitError):
-    """An app file given to the CLI cannot be imported, or defines no modalkit service to serve."""
+class AppFileError(ModalkitError, ServiceSpecError):
+    """An app file given to the CLI cannot be imported, or defines no modalkit service to serve.
+
+    Also a ``modalkit_serve.errors.ServiceSpecError``: modalkit-serve loads the file, modalkit finds the service.
+    """
 
 
 class ModalNotLoggedInError(ModalkitError):

@@ -16,6 +16,7 @@ from importlib.metadata import version as _version
 
 from modalkit_queue import errors
 from modalkit_queue._message import job_id_of, result_message
+from modalkit_queue._oneshot import send_response_queue
 from modalkit_queue._protocol import BatchQueueBackend, QueueBackend
 from modalkit_queue._registry import (
     BackendFactory,
@@ -23,7 +24,6 @@ from modalkit_queue._registry import (
     create_backend,
     register_backend,
     registered_backends,
-    send_response_queue,
     unregister_backend,
 )
 from modalkit_queue._sender import DeliveryEvent, ReliableSender, RetryPolicy

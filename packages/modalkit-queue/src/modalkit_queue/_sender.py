@@ -20,6 +20,7 @@ from typing import Literal, Self
 
 from modalkit_config import QueueConfig, RetryConfig
 from modalkit_queue._protocol import BatchQueueBackend, QueueBackend
+from modalkit_queue._registry import create_backend
 from modalkit_queue.errors import BatchDeliveryError, OutboxFullError, QueueConfigError, SenderClosedError
 
 __all__ = ["DeliveryEvent", "ReliableSender", "RetryPolicy"]
@@ -211,8 +212,6 @@ class ReliableSender:
     ) -> ReliableSender:
         """A sender set up from ``app_settings.queue_config`` (backend built by :func:`create_backend` if not given)."""
         if backend is None:
-            from modalkit_queue._registry import create_backend
-
             backend = create_backend(queue_config)
         return cls(
             backend,

@@ -45,5 +45,5 @@ def serving(
 ) -> Iterator[ModalkitServer]:
     """``modalkit serve ARGS`` on a free loopback port, ready, stopped by PID; without this run's MODALKIT_* vars."""
     app, *rest = args
-    with testing.serving(app, rest, cwd=cwd, base_env=clean_env(), env=env, startup=startup) as server:
+    with testing.serving(app, rest, cwd=cwd, base_env=clean_env(), env=env, startup_timeout=startup) as server:
         yield server

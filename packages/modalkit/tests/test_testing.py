@@ -14,6 +14,14 @@ APP = APPS / "modal_translation_app.py"
 KEY = "e2e-key-42"
 
 
+def test_serving_is_the_server_object_itself_with_every_argument() -> None:
+    # One object: `serving(...)` cannot drift from ModalkitServer's arguments (it had renamed one and dropped one).
+    import inspect
+
+    assert serving is ModalkitServer
+    assert {"startup_timeout", "ready_path", "log_dir", "base_env"} <= set(inspect.signature(serving).parameters)
+
+
 @pytest.mark.e2e
 def test_serving_starts_the_app_ready_and_stops_it_by_pid(tmp_path: Path) -> None:
     overlay = tmp_path / "auth.yaml"

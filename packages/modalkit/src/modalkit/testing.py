@@ -25,8 +25,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modalkit_serve.testing import ServedProcess
@@ -41,6 +40,9 @@ StrPath = str | os.PathLike[str]
 
 class ModalkitServer(ServedProcess):
     """A ``modalkit serve`` process with a JSON client for its routes.
+
+    Used as a context manager it starts the server, ready, and stops it by its PID on exit (``serving`` is this
+    same class).
 
     Args:
         app: The app file (relative to ``cwd`` when relative).
@@ -111,27 +113,5 @@ class ModalkitServer(ServedProcess):
                 return exc.code, json.loads(exc.read())
 
 
-@contextmanager
-def serving(
-    app: StrPath,
-    args: Sequence[str] = (),
-    *,
-    config: StrPath | Sequence[StrPath] | None = None,
-    cwd: StrPath | None = None,
-    env: Mapping[str, str] | None = None,
-    base_env: Mapping[str, str] | None = None,
-    log_dir: StrPath | None = None,
-    startup: float = 60.0,
-) -> Iterator[ModalkitServer]:
-    """``modalkit serve APP`` on a free loopback port, ready, stopped by its PID on exit.
-
-    The arguments are `ModalkitServer`'s (``startup`` is its ``startup_timeout``).
-
-    Raises:
-        RuntimeError: the server exited or was not ready in time (with the end of its log).
-    """
-    server = ModalkitServer(
-        app, args, config=config, cwd=cwd, env=env, base_env=base_env, log_dir=log_dir, startup_timeout=startup
-    )
-    with server:
-        yield server
+serving = ModalkitServer
+"""``with serving(APP, ...) as server``: the same object as `ModalkitServer` (a context manager), by its older name."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from modalkit_serve.testing import start_process_group, stop_process_group
 
 HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
@@ -70,8 +70,8 @@ class ServerProcess:
         with self.log_path.open("wb") as log:
             # A new session makes the server the leader of its own process group (pgid == pid), so stop()
             # reaches the helper processes some servers fork (LitServe's inference workers) and nothing else.
-            self._proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=BENCH_DIR, start_new_session=True
+            self._proc = start_process_group(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=BENCH_DIR
             )
 
     def wait_ready(self, path: str, timeout_s: float = 90) -> None:
@@ -114,20 +114,8 @@ class ServerProcess:
     def stop(self, grace_s: float = 15) -> None:
         """SIGTERM the server's process group (its id is the PID we started), then SIGKILL if it lingers."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(grace_s)
-            except ProcessLookupError:
-                pass
-        # Helpers left in the group (a forked worker) go too; the group id is still our server's PID.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc is not None:
+            stop_process_group(proc, grace_s)  # helpers left in the group (a forked worker) go too
 
 
 def drain(

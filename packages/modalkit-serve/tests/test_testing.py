@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,41 @@ def test_a_server_that_exits_before_it_is_ready_is_reported_with_its_stderr(fake
         server.start()
     assert server.process is not None
     assert server.process.poll() == 3
+
+
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open(sys.argv[1], "w").write(str(child.pid))
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in state  # a zombie waiting for init to reap it has stopped
+
+
+def test_one_helper_starts_a_process_group_and_stops_all_of_it_by_pid(tmp_path: Path) -> None:
+    from modalkit_serve.testing import start_process_group, stop_process_group
+
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN)
+    pid_file = tmp_path / "child.pid"
+    proc = start_process_group([sys.executable, str(script), str(pid_file)])
+    assert os.getpgid(proc.pid) == proc.pid  # its own group, led by the PID we hold
+    for _ in range(400):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+
+    code = stop_process_group(proc, grace=1.0)  # it ignores SIGTERM: SIGKILL after the grace period
+
+    assert code == -signal.SIGKILL
+    assert _gone(child)
+    assert stop_process_group(proc) == -signal.SIGKILL  # stopping again is harmless

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from modalkit_serve.testing import start_process_group, stop_process_group
 
 from .cli_support import clean_env, modalkit, serving
 from .conftest import APPS, FIXTURES
@@ -329,13 +329,12 @@ def test_serve_reload_picks_up_an_edited_pipeline(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = (tmp_path / "reload.log").open("wb")
-    proc = subprocess.Popen(
+    proc = start_process_group(
         [sys.executable, "-m", "modalkit", "serve", "app.py", "--reload", "--port", str(port)],
         cwd=project,
         env=clean_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
 
     def label(text: str) -> str | None:
@@ -351,8 +350,7 @@ def test_serve_reload_picks_up_an_edited_pipeline(tmp_path: Path) -> None:
         pipeline.write_text(pipeline.read_text().replace('"fun"})', '"fun", "splendid"})'))
         _eventually(lambda: label("splendid") == "positive", proc)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_process_group(proc)
         log.close()
 
 

@@ -19,6 +19,7 @@ until the service answers 200 there (its models are loaded).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,9 +30,37 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
-__all__ = ["ServedProcess"]
+__all__ = ["ServedProcess", "start_process_group", "stop_process_group"]
+
+
+def start_process_group(argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new process group (its PID is the group id), for `stop_process_group`.
+
+    ``popen`` goes to `subprocess.Popen` (``stdout``, ``env``, ``cwd``, ...).
+    """
+    return subprocess.Popen(list(argv), start_new_session=True, **popen)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace: float = 30.0) -> int | None:
+    """Stop the group `start_process_group` started, by its leader's PID; returns the leader's exit code.
+
+    SIGTERM the group, wait up to ``grace`` seconds for the leader (a server drains), then SIGKILL the group;
+    helpers the leader forked and left behind get SIGKILL too. Harmless on a group already stopped.
+    """
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(grace)
+        except ProcessLookupError:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever the leader left in its group
+    return process.returncode
 
 
 class ServedProcess:
@@ -119,9 +148,7 @@ class ServedProcess:
             *self.args,
         ]
         base = os.environ if self.base_env is None else self.base_env
-        self.process = subprocess.Popen(
-            argv, stdout=stdout, stderr=stderr, env={**base, **self.env}, cwd=self.cwd, start_new_session=True
-        )
+        self.process = start_process_group(argv, stdout=stdout, stderr=stderr, env={**base, **self.env}, cwd=self.cwd)
         deadline = time.monotonic() + self.startup_timeout
         if self._wait_for_port(deadline) and (self.ready_path is None or self._wait_until_ready(deadline)):
             return self
@@ -190,16 +217,7 @@ class ServedProcess:
         if process is None:
             return None
         try:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(grace)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(grace)
-                except ProcessLookupError:
-                    pass
-            return process.returncode
+            return stop_process_group(process, grace)
         finally:
             for file in self._files:
                 file.close()

@@ -1,26 +1,16 @@
-"""Package boundaries: public names, version, what importing loads, job ids."""
+"""What only modalkit-auth has at its boundary: boto3 in the ssm extra, no botocore filter, unguessable job ids.
+
+The boundaries every package shares are one parametrised test: tests/test_boundaries.py at the repository root.
+"""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
-from importlib.metadata import requires, version
+from importlib.metadata import requires
 
-import modalkit_auth
 from modalkit_auth import new_job_id
-
-
-def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(modalkit_auth) if not name.startswith("_")}
-    public -= {"annotations", "ssm"}  # ssm: the optional integration module, once something imported it
-    assert set(modalkit_auth.__all__) - {"__version__"} == public
-    for name in modalkit_auth.__all__:
-        assert hasattr(modalkit_auth, name)
-
-
-def test_version_comes_from_the_installed_metadata() -> None:
-    assert modalkit_auth.__version__ == version("modalkit-auth")
 
 
 def test_boto3_is_only_an_extra() -> None:

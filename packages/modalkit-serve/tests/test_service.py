@@ -333,7 +333,7 @@ service = ServiceSpec(Weighted)
 def test_a_typo_in_a_model_entry_is_a_config_error_at_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config sets is undone after the test
+    monkeypatch.setenv("MODALKIT_CONFIG", "")  # recorded, so whatever use_config_beside sets is undone after the test
     monkeypatch.delenv("MODALKIT_CONFIG")
     (tmp_path / "declared_app.py").write_text(DECLARED_APP)
     config = tmp_path / "modalkit.yaml"

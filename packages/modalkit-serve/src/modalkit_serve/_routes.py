@@ -8,6 +8,7 @@ once, by its own model's serializer.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -92,6 +93,8 @@ class Routes:
         self.max_depth = server.max_json_depth
         allowed = settings.app_settings.queue_config.allowed_queues
         self._allowed_queues = None if allowed is None else frozenset(allowed)
+        # NaN and Infinity are not JSON, yet pydantic reads them as floats: refused unless the model says so.
+        self.allow_inf_nan = input_model.model_config.get("allow_inf_nan") is True
         self._validate_input = input_model.model_validate_json
         self._validate_async = self.async_model.model_validate_json
         # The count is checked before any item is validated: an over-long batch costs a cheap parse, not a full
@@ -199,6 +202,11 @@ class Routes:
             raise InputError(
                 [{"type": "json_depth", "loc": ["body"], "msg": f"JSON nested deeper than {self.max_depth}"}]
             )
+        # A plain search settles almost every body; only one spelling NaN or Infinity somewhere is read twice.
+        if not self.allow_inf_nan and (b"NaN" in body or b"Infinity" in body):
+            problems = non_finite_problems(body)
+            if problems:
+                raise InputError(problems)
         try:
             return validate(body)
         except ValidationError as exc:
@@ -268,6 +276,44 @@ def error_list(exc: ValidationError) -> list[dict[str, Any]]:
         rest = len(found) - MAX_REPORTED_ERRORS
         errors.append({"type": "more_errors", "loc": ["body"], "msg": f"{rest} more errors not shown", "count": rest})
     return errors
+
+
+def non_finite_problems(body: bytes) -> list[dict[str, Any]]:
+    """422 problem entries for each NaN, Infinity or -Infinity number in a JSON body (pydantic's ``finite_number``).
+
+    Such text inside a string is ordinary text. A body that is not JSON gives none (validation reports it).
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    problems: list[dict[str, Any]] = []
+
+    def walk(value: Any, loc: list[str | int]) -> None:
+        if len(problems) > MAX_REPORTED_ERRORS:
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(
+                {
+                    "type": "finite_number",
+                    "loc": ["body", *loc],
+                    "msg": "Input should be a finite number (JSON has no NaN or Infinity; an input model with "
+                    "allow_inf_nan=True accepts them)",
+                    "input": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity"),
+                }
+            )
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, [*loc, i])
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, [*loc, key])
+
+    walk(data, [])
+    if len(problems) > MAX_REPORTED_ERRORS:
+        problems = problems[:MAX_REPORTED_ERRORS]
+        problems.append({"type": "more_errors", "loc": ["body"], "msg": "more non-finite numbers not shown"})
+    return problems
 
 
 def json_too_deep(body: bytes, limit: int) -> bool:

@@ -320,7 +320,20 @@ class Worker:
 
     def _checked(self, out: object, index: int) -> BaseModel:
         if isinstance(out, BaseModel):
-            return out
+            if type(out) is ItemError or "ser_json_inf_nan" in type(out).model_config:
+                return out  # an output model that chose how to spell NaN keeps its choice
+            found = _non_finite(out, ())
+            if found is None:
+                return out
+            path, value = found
+            where = ".".join(str(key) for key in path)
+            logger.error("%s returned %r in its output field %r for item %d", self._name, value, where, index)
+            return ItemError(
+                error=f"the output field {where!r} is {value!r}: JSON has no NaN or Infinity and a number is never "
+                "sent as null (set ser_json_inf_nan on the output model to send such values as strings)",
+                index=index,
+                kind="internal",
+            )
         logger.error("%s returned a %s for item %d, not a pydantic model", self._name, type(out).__name__, index)
         return ItemError(
             error=f"the pipeline returned a {type(out).__name__}, not its output model", index=index, kind="internal"
@@ -365,6 +378,39 @@ def _set_caller_indices(
             index = indices[i] if indices is not None else (0 if async_jobs and i in async_jobs else i)
             if result.index != index:
                 results[i] = result.model_copy(update={"index": index})
+
+
+def _non_finite(value: object, path: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], float] | None:
+    """The first NaN or infinite float inside an output (its key path and value), or None."""
+    kind = type(value)
+    if kind is float:
+        number = float(value)  # type: ignore[arg-type]
+        return None if number - number == 0.0 else (path, number)  # nan - nan and inf - inf are nan
+    if kind is list or kind is tuple:
+        items: Sequence[Any] = value  # type: ignore[assignment]
+        try:
+            total = sum(items)  # C speed for a list of numbers: finite unless an item is not (or they overflow)
+        except TypeError:
+            pass
+        else:
+            if total - total == 0.0:
+                return None
+        for i, item in enumerate(items):
+            found = _non_finite(item, (*path, i))
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, BaseModel):
+        fields: Mapping[str, Any] = value.__dict__
+    elif isinstance(value, dict):
+        fields = value
+    else:
+        return None
+    for key, item in fields.items():
+        found = _non_finite(item, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 class _IsolationState:

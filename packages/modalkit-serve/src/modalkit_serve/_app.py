@@ -264,6 +264,14 @@ def create_app(
     if chunk_model is not None:
         documented += [(chunk_model, "serialization"), (StreamError, "serialization")]
     refs, defs = models_json_schema(documented, ref_template="#/components/schemas/{model}")
+    if routes.forbids_extra:
+        # The document states the policy the routes apply to the input (outputs may carry extra keys), so clients
+        # and schema-driven tests do not send extras.
+        _, input_defs = models_json_schema([(input_model, "validation")])
+        for name in input_defs.get("$defs", {}):
+            definition = defs.get("$defs", {}).get(name, {})
+            if definition.get("type") == "object" and "properties" in definition:
+                definition["additionalProperties"] = False
     input_ref = refs[(input_model, "validation")]
     async_ref = refs[(routes.async_model, "validation")]
     errors_doc: dict[int | str, dict[str, Any]] = {

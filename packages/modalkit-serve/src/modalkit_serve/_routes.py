@@ -7,11 +7,12 @@ once, by its own model's serializer.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
@@ -95,8 +96,13 @@ class Routes:
         self._allowed_queues = None if allowed is None else frozenset(allowed)
         # NaN and Infinity are not JSON, yet pydantic reads them as floats: refused unless the model says so.
         self.allow_inf_nan = input_model.model_config.get("allow_inf_nan") is True
-        self._validate_input = input_model.model_validate_json
-        self._validate_async = self.async_model.model_validate_json
+        # One policy for unknown keys on every route: the input model's own `extra` when it sets one (pydantic's
+        # rules, nested models following theirs), else refused at every level of the input.
+        extra: Literal["forbid"] | None = None if "extra" in input_model.model_config else "forbid"
+        self.forbids_extra = extra is not None
+        """Whether unknown keys are refused at every level of the input (the OpenAPI document says so too)."""
+        self._validate_input = functools.partial(input_model.model_validate_json, extra=extra)
+        self._validate_async = functools.partial(self.async_model.model_validate_json, extra=extra)
         # The count is checked before any item is validated: an over-long batch costs a cheap parse, not a full
         # validation, and its 422 is one error naming the limit instead of an echo of every item.
         count_adapter: TypeAdapter[list[Any]] = TypeAdapter(
@@ -107,7 +113,7 @@ class Routes:
 
         def validate_batch(body: bytes) -> Any:
             check_count(body)
-            return validate_items(body)
+            return validate_items(body, extra=extra)
 
         self._validate_batch = validate_batch
 

@@ -132,13 +132,15 @@ def test_console_script_is_declared() -> None:
     assert script.value == "modalkit_config.cli:main"
 
 
-def test_validate_env_flag_applies_the_environment(write: Write, tmp_path: Path) -> None:
+def test_validate_applies_the_environment_unless_told_not_to(write: Write, tmp_path: Path) -> None:
+    # What load_settings() (and so `modalkit serve`) would load: the files, then ./.env, then the environment.
     write("m.yaml", "app_settings: {app_prefix: a}\nmodel_settings: {model_entries: {m: {}}}\n")
     write(".env", "MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS=-3\n")
-    assert _cli("validate", "m.yaml", cwd=tmp_path).returncode == 0
-    with_env = _cli("validate", "--env", "m.yaml", cwd=tmp_path)
-    assert with_env.returncode == 1
-    assert with_env.stdout == ".env:1: app_settings.batch_config.wait_ms: must be >= 0 (got -3)\n"
+    for args in (["m.yaml"], ["--env", "m.yaml"]):
+        with_env = _cli("validate", *args, cwd=tmp_path)
+        assert with_env.returncode == 1
+        assert with_env.stdout == ".env:1: app_settings.batch_config.wait_ms: must be >= 0 (got -3)\n"
+    assert _cli("validate", "--no-env", "m.yaml", cwd=tmp_path).returncode == 0
 
 
 def test_python_dash_m_package_runs_the_cli(tmp_path: Path) -> None:

@@ -158,6 +158,18 @@ def test_validate_knows_the_registered_queue_backends(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_validate_checks_what_serve_would_load_unless_no_env(tmp_path: Path) -> None:
+    config = tmp_path / "modalkit.yaml"
+    config.write_text("app_settings:\n  app_prefix: x\nmodel_settings:\n  model_entries: {m: {}}\n")
+    env = {"MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS": "abc"}
+    result = modalkit("validate", str(config), cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("$MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS: app_settings.batch_config.wait_ms")
+    result = modalkit("validate", "--no-env", str(config), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == f"{config}: ok\n"
+
+
 def test_schema_prints_the_json_schema() -> None:
     result = modalkit("schema")
     assert result.returncode == 0

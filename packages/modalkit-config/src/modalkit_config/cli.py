@@ -4,6 +4,7 @@ Usage::
 
     modalkit-config validate modalkit.yaml [more.yaml ...]   # each file on its own
     modalkit-config validate --merge base.yaml prod.yaml      # the files as one overlaid configuration
+    modalkit-config validate --no-env modalkit.yaml           # without MODALKIT_ variables and ./.env
     modalkit-config schema                                    # print the JSON Schema
     modalkit-config schema --write                            # refresh the schema shipped in the package
     modalkit-config schema --check                            # exit 1 when the shipped schema is stale
@@ -45,11 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check files against the schema, print every error")
     validate.add_argument("files", nargs="+", metavar="FILE", help="modalkit.yaml files")
     validate.add_argument("--merge", action="store_true", help="validate the files as overlays of one configuration")
-    validate.add_argument(
-        "--env",
-        action="store_true",
-        help="also apply MODALKIT_ environment variables and ./.env, as load_settings does",
+    env = validate.add_mutually_exclusive_group()
+    env.add_argument(
+        "--no-env",
+        dest="env",
+        action="store_false",
+        help="check the files alone, without the MODALKIT_ environment variables and ./.env",
     )
+    env.add_argument(
+        "--env", dest="env", action="store_true", help="apply MODALKIT_ variables and ./.env (the default)"
+    )
+    validate.set_defaults(env=True)
     schema = commands.add_parser("schema", help="print the JSON Schema of modalkit.yaml")
     mode = schema.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write the schema file instead of printing it")

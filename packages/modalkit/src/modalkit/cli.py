@@ -5,7 +5,7 @@ Usage::
     modalkit serve APP.py [--host H] [--port P] [--config FILE] [--log-level L] [--log-format F] [--reload]
                           [--service NAME] [--port-file PATH]
     modalkit deploy APP.py [--config FILE] [--postfix=-prod] [--dry-run] [-- MODAL_DEPLOY_ARGS...]
-    modalkit validate [FILE...]          # default: modalkit.yaml
+    modalkit validate [--no-env] [FILE...]   # default: MODALKIT_CONFIG's files, merged, else modalkit.yaml
     modalkit schema                      # the JSON Schema of modalkit.yaml
     modalkit init NAME [--modalkit-path DIR]
 
@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check modalkit.yaml files and print every error")
     validate.add_argument("files", nargs="*", metavar="FILE", help="files to check (default: modalkit.yaml)")
+    validate.add_argument(
+        "--no-env",
+        action="store_true",
+        help="check the files alone (default: with the MODALKIT_ variables and ./.env, as serve loads them)",
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of modalkit.yaml")
 
@@ -87,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "deploy":
             return _deploy(args)
         if args.command == "validate":
-            return _validate(args.files)
+            return _validate(args.files, use_env=not args.no_env)
         if args.command == "schema":
             return _schema()
         return _init(args)
@@ -136,14 +141,17 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate(files: list[str]) -> int:
+def _validate(files: list[str], *, use_env: bool) -> int:
     from modalkit_config.cli import main as config_main
     from modalkit_queue import registered_backends
 
+    options = [] if use_env else ["--no-env"]
     if not files:
+        # What serve reads: the overlays MODALKIT_CONFIG lists, merged, else ./modalkit.yaml.
         default = os.environ.get("MODALKIT_CONFIG") or "modalkit.yaml"
         files = [f.strip() for f in default.split(",") if f.strip()]
-    return config_main(["validate", *files], queue_backends=registered_backends())
+        options.append("--merge")
+    return config_main(["validate", *options, *files], queue_backends=registered_backends())
 
 
 def _schema() -> int:

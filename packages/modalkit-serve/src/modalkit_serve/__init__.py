@@ -7,6 +7,23 @@
 - `ServiceSpec` and `run`: what an app file declares and how `modalkit-serve APP.py` runs it;
   `load_service`, `load_app_file` and `use_config_beside`: the one way an app file is loaded (modalkit too).
 - `configure_logging`: JSON-lines logs (called by the CLI; nothing is configured at import).
+
+The request path, in the order the code runs (docs/serving.md has the same ten lines):
+
+1. request: uvicorn hands each HTTP request to the app `modalkit_serve._service.run` started.
+2. ASGI edge: `modalkit_serve._asgi.ServeMiddleware` sets the request id, refuses a body too large (413) or
+   not JSON (415), answers the predict routes itself and hands the rest to FastAPI (`modalkit_serve._app.create_app`).
+3. auth: `modalkit_auth.Authenticator` checks the API key before a predict route runs.
+4. routes: `modalkit_serve._routes.Routes.predict_sync` (and `predict_batch`, `predict_async`) validates the body
+   against the input model and calls the runner.
+5. runner: `modalkit_serve._runner.LocalRunner.predict` picks the model entry (on Modal: `modalkit._web.ModalRunner`).
+6. batcher: `modalkit_serve._batcher.Batcher.submit` groups items into batches, with a policy from
+   `modalkit_serve._scheduling`, and runs each batch off the event loop.
+7. worker: `modalkit_serve._worker.Worker.run_batch` runs a batch with per-item error isolation.
+8. pipeline: `modalkit_pipeline.InferencePipeline.run_inference`: preprocess, predict, postprocess.
+9. sender: an async item's result goes to `modalkit_queue.ReliableSender` (retries, backoff, dead letter).
+10. reply: the route turns the result, or a `modalkit_serve.errors.ServeError`, into JSON; `GET /jobs/{id}` reads
+   `modalkit_serve._jobs.JobStore`.
 """
 
 from importlib.metadata import version as _version

@@ -38,6 +38,15 @@ ORDER = [
     "SQS endpoint stopped and restarted",
     "SSM unreachable",
     "SIGTERM during load",
+    "headers",
+    "slowloris",
+    "idle connections",
+    "connection bound",
+    "cross-caller job read",
+    "label cardinality",
+    "oversized batch",
+    "drain budget",
+    "retry budget in time",
 ]
 MAIN = {
     "tried",

@@ -17,6 +17,7 @@ from tests.reliability.reliability_support import (
     OTHER_API_KEY,
     SENTIMENT_APP,
     SENTIMENT_CONFIG,
+    Report,
     check_json_error,
     metric,
     start_server,
@@ -63,7 +64,7 @@ def test_every_stderr_line_is_a_json_record_from_the_first(sentiment: ServedProc
     assert "loading" in json.loads(lines[0])["message"]
 
 
-def test_an_over_long_batch_is_refused_by_its_count_with_a_small_body(sentiment: ServedProcess) -> None:
+def test_an_over_long_batch_is_refused_by_its_count_with_a_small_body(sentiment: ServedProcess, report: Report) -> None:
     items = b",".join([b"1"] * 20000)  # 20k invalid items, well under the body limit
 
     response = httpx.post(
@@ -73,6 +74,13 @@ def test_an_over_long_batch_is_refused_by_its_count_with_a_small_body(sentiment:
         timeout=30,
     )
 
+    report.record(
+        "oversized batch",
+        "one /predict_batch of 20,000 invalid items (under the body limit) against max_batch_items 8",
+        status=response.status_code,
+        reply_bytes=len(response.content),
+        seconds=round(response.elapsed.total_seconds(), 3),
+    )
     assert response.status_code == 422, response.text[:300]
     assert check_json_error(response) is None
     assert len(response.content) < 4096, len(response.content)
@@ -80,7 +88,7 @@ def test_an_over_long_batch_is_refused_by_its_count_with_a_small_body(sentiment:
     assert [error["type"] for error in detail] == ["too_long"], detail
 
 
-def test_a_job_is_read_only_by_the_key_that_created_it(sentiment_with_auth: ServedProcess) -> None:
+def test_a_job_is_read_only_by_the_key_that_created_it(sentiment_with_auth: ServedProcess, report: Report) -> None:
     url = sentiment_with_auth.url
     owner = {"x-api-key": API_KEY}
     other = {"x-api-key": OTHER_API_KEY}
@@ -97,6 +105,13 @@ def test_a_job_is_read_only_by_the_key_that_created_it(sentiment_with_auth: Serv
     theirs = httpx.get(f"{url}/jobs/{job_id}", headers=other, timeout=10)
     unknown = httpx.get(f"{url}/jobs/{'b' * 32}", headers=other, timeout=10)
 
+    report.record(
+        "cross-caller job read",
+        "key A submits an async job; key B (also valid) and no key read GET /jobs/{id}",
+        owner_status=mine.status_code,
+        other_key_status=theirs.status_code,
+        no_key_status=httpx.get(f"{url}/jobs/{job_id}", timeout=10).status_code,
+    )
     assert mine.status_code == 200, mine.text
     assert mine.json()["result"] is not None
     assert theirs.status_code == 404, theirs.text
@@ -125,7 +140,7 @@ def test_a_queue_name_no_backend_accepts_is_a_422_naming_the_field(
     assert problem["loc"] == ["body", field]
 
 
-def test_distinct_queue_names_do_not_grow_the_metric_label_set(sentiment: ServedProcess) -> None:
+def test_distinct_queue_names_do_not_grow_the_metric_label_set(sentiment: ServedProcess, report: Report) -> None:
     url = sentiment.url
     names = [f"probe-{n}" for n in range(300)]
     for name in names:
@@ -138,6 +153,13 @@ def test_distinct_queue_names_do_not_grow_the_metric_label_set(sentiment: Served
     wait_for(lambda: delivered() >= len(names), timeout=60, what="every result to be delivered")
     text = httpx.get(url + "/metrics", timeout=10).text
     labels = set(re.findall(r'^modalkit_async_deliveries_total\{queue="([^"]*)"\}', text, re.M))
+    report.record(
+        "label cardinality",
+        f"{len(names)} async jobs, each naming its own success_queue; then /metrics",
+        distinct_queue_names=len(names),
+        queue_label_values=len(labels),
+        metrics_kib=round(len(text) / 1024, 1),
+    )
 
     assert len(labels) <= 33, sorted(labels)
     assert "other" in labels

@@ -715,6 +715,16 @@ class ServerConfig(_Model):
     """Most job statuses kept; the oldest finished ones are dropped first."""
     log_level: str = "INFO"
     """Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."""
+    max_header_bytes: int = Field(default=32768, ge=1024)
+    """Largest request header block (request line included); larger ones get 431 and the connection is closed."""
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    """A connection must finish sending a request's headers this long after it opened or began the request;
+    otherwise 408 and closed (slow-header attacks, connections that never speak)."""
+    keep_alive_timeout_seconds: float = Field(default=5, gt=0)
+    """An idle keep-alive connection is closed after this long without a new request."""
+    max_connections: int = Field(default=1000, ge=1)
+    """Most open client connections; beyond them a new one gets 503 and is closed (lowered to what the
+    file-descriptor limit allows, so descriptors never run out)."""
     drain_timeout_seconds: float = Field(default=30, ge=0)
     """On shutdown, how long to wait for in-flight batches and pending deliveries."""
     journal_path: str | None = None

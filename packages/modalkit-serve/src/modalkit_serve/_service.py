@@ -19,6 +19,7 @@ import uvicorn
 
 from modalkit_queue import check_backend
 from modalkit_serve._appfile import Finder, load_service, reload_environment, use_config_beside
+from modalkit_serve._http import edge_protocol
 from modalkit_serve._logging import LOG_FORMATS, configure_logging, shutdown_logging
 from modalkit_serve._spec import ServiceSpec, build_app
 from modalkit_serve.errors import ServiceSpecError
@@ -148,6 +149,9 @@ def run(
             # X-Forwarded-* rewriting costs every request and modalkit never uses the client address.
             proxy_headers=False,
             timeout_graceful_shutdown=int(server_config.drain_timeout_seconds) or None,
+            http=edge_protocol(server_config),  # header size, header-read time and connection bounds
+            # Typed int, used as a float by uvicorn (loop.call_later).
+            timeout_keep_alive=server_config.keep_alive_timeout_seconds,  # type: ignore[arg-type]
         )
         server = _Server(config, announce, getattr(app.state.runner, "begin_drain", None))
         server.run(sockets=[sock])

@@ -385,3 +385,14 @@ class Mix:
         load.by_kind["batch"] += 1
         load.by_kind["failed_alone"] += expected.count("error")
         load.items += len(texts)
+
+
+async def read_redis(url: str, *queues: str) -> set[str]:
+    """The job ids of every message waiting in these taskiq queues on Redis."""
+    from modalkit_queue import TaskiqConsumer
+
+    found: set[str] = set()
+    for queue in queues:
+        async with TaskiqConsumer(url, queue) as consumer:
+            found |= set(job_ids(await consumer.receive_all(max_messages=100_000, wait_seconds=0.5)))
+    return found

@@ -30,6 +30,7 @@ from tests.reliability.reliability_support import (
     Report,
     dead_letters,
     metric,
+    read_redis,
     run_load,
     start_server,
     write_overlay,
@@ -107,8 +108,6 @@ def test_a_redis_outage_longer_than_the_attempts_covered_costs_no_result(
 ) -> None:
     """Redis stopped for 4 s under load; the retry budget is 20 s of time (the attempt count is left at its
     default), where the example's old ``max_attempts: 5`` covered about 1.5 s."""
-    from modalkit_queue import TaskiqConsumer
-
     redis_server = persistent_redis
     dead_file = tmp_path / "dead.jsonl"
     overlay = write_overlay(
@@ -153,15 +152,7 @@ app_settings:
     finally:
         server.stop()
 
-    async def read() -> set[str]:
-        found: set[str] = set()
-        for queue in ("budget-results", "budget-failures"):
-            async with TaskiqConsumer(redis_server.url, queue) as consumer:
-                bodies = await consumer.receive_all(max_messages=100_000, wait_seconds=0.5)
-                found |= {json.loads(body)["job_id"] for body in bodies}
-        return found
-
-    delivered = asyncio.run(read())
+    delivered = asyncio.run(read_redis(redis_server.url, "budget-results", "budget-failures"))
     dead = {record["job_id"] for record in dead_letters(dead_file)}
     report.record(
         "retry budget in time",

@@ -30,13 +30,14 @@ from tests.reliability.reliability_support import (
     dead_letters,
     job_ids,
     metric,
+    read_redis,
     run_load,
     start_server,
     wait_until_ready,
     write_overlay,
 )
 
-from modalkit_queue import TaskiqConsumer, receive_sqs
+from modalkit_queue import receive_sqs
 from modalkit_serve.testing import ServedProcess
 
 if TYPE_CHECKING:  # at run time another conftest module may stand under that name
@@ -215,14 +216,6 @@ async def test_a_model_that_hangs_past_the_timeout_gets_504s_and_the_server_stay
 
 
 # -- Redis ------------------------------------------------------------------------------------------------------------
-
-
-async def read_redis(url: str, *queues: str) -> set[str]:
-    found: set[str] = set()
-    for queue in queues:
-        async with TaskiqConsumer(url, queue) as consumer:
-            found |= set(job_ids(await consumer.receive_all(max_messages=100_000, wait_seconds=0.5)))
-    return found
 
 
 async def test_redis_killed_and_restarted_during_load_loses_no_job(

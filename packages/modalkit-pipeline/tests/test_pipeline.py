@@ -164,3 +164,18 @@ def test_abstract_stages_must_be_implemented() -> None:
 
     with pytest.raises(TypeError, match="predict"):
         Incomplete(model_name="m", all_model_data_folder=".", common_settings={})  # type: ignore[abstract]
+
+
+def test_is_failure_is_the_one_test_of_a_failed_result() -> None:
+    from pydantic import BaseModel
+
+    from modalkit_pipeline import InferenceOutputModel, ItemError, failed_indices, is_failure
+
+    class Plain(BaseModel):
+        x: int = 0
+
+    ok = InferenceOutputModel()
+    refused = ItemError(error="no", kind="input")
+    flagged = InferenceOutputModel(status="error", error="upstream said no")
+    assert [is_failure(r) for r in (ok, refused, flagged, Plain(), None)] == [False, True, True, False, False]
+    assert failed_indices([ok, refused, Plain(), flagged]) == [1, 3]

@@ -15,7 +15,7 @@ from modalkit_pipeline._iomodels import (
     ItemError,
     SyncInputModel,
 )
-from modalkit_pipeline._pipeline import InferencePipeline, failed_indices
+from modalkit_pipeline._pipeline import InferencePipeline, failed_indices, is_failure
 from modalkit_pipeline._streaming import StreamEvent, StreamingPipeline, StreamStep
 from modalkit_pipeline.errors import OutputCountError, PipelineError, StreamContractError
 
@@ -41,4 +41,5 @@ __all__ = [
     "errors",
     "failed_indices",
     "file_media_types",
+    "is_failure",
 ]

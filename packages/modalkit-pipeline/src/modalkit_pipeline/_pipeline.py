@@ -7,7 +7,7 @@ import inspect
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeGuard, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -163,10 +163,18 @@ class InferencePipeline(ABC, Generic[InputT, OutputT]):
         )
 
 
-def failed_indices(results: Sequence[BaseModel]) -> list[int]:
-    """Positions of the results that are errors: `ItemError`, or any output whose ``status`` is not ``success``."""
+def is_failure(result: object) -> TypeGuard[InferenceOutputModel]:
+    """Whether a result is a failure: an `ItemError`, or any output whose ``status`` is not ``success``.
+
+    The one test of it: the worker, the routes, the job store, the streams and the Modal side all ask this.
+    """
     # ItemError is an InferenceOutputModel whose status is always "error".
-    return [i for i, r in enumerate(results) if isinstance(r, InferenceOutputModel) and r.status != "success"]
+    return isinstance(result, InferenceOutputModel) and result.status != "success"
+
+
+def failed_indices(results: Sequence[BaseModel]) -> list[int]:
+    """Positions of the results that are failures (see `is_failure`)."""
+    return [i for i, r in enumerate(results) if is_failure(r)]
 
 
 def _model_problems(model: type[BaseModel], entry: Mapping[str, Any]) -> list[EntryProblem]:

@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
-from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError
+from modalkit_pipeline import AsyncInputModel, ItemError, is_failure
 
 __all__ = ["Job", "JobState", "JobStatus", "JobStore", "JobView", "job_status_json", "same_owner"]
 
@@ -59,7 +59,7 @@ class Job:
 
     def finish(self, result: BaseModel) -> None:
         """Set the result and the final status (from any thread: two attribute writes, in this order)."""
-        failed = isinstance(result, InferenceOutputModel) and result.status != "success"
+        failed = is_failure(result)
         self.result = result
         self.status = "error" if failed else "success"
 

@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from modalkit_config import Settings, queue_name_problem
-from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError
+from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError, is_failure
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._runner import Runner, StreamingRunner
 from modalkit_serve._streams import EventStream
@@ -122,7 +122,7 @@ class Routes:
         name = self.model_name(query, info)
         item = self.parse(body, self._validate_input)
         result = await self.runner.predict(name, item, info)
-        if isinstance(result, InferenceOutputModel) and result.status != "success":
+        if is_failure(result):
             return failure_reply(result)
         return 200, dump(result), _NO_HEADERS
 
@@ -160,7 +160,7 @@ class Routes:
         except BaseException:
             await stream.aclose()  # refused, timed out, or the client went away while it waited
             raise
-        if isinstance(first, InferenceOutputModel) and first.status != "success":
+        if is_failure(first):
             await stream.aclose()
             return failure_reply(first)
         return EventStream(stream, first)

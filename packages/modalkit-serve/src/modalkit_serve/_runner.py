@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from modalkit_config import Settings
-from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, InferencePipeline, ItemError
+from modalkit_pipeline import AsyncInputModel, InferencePipeline, ItemError, is_failure
 from modalkit_queue import DeliveryEvent, QueueBackend, ReliableSender
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._batcher import Batcher, BatchItem
@@ -390,7 +390,7 @@ class LocalRunner:
         if row.result is None:
             return JobView(row.job_id, "running" if row.state == "running" else "pending", None)
         result = self._parse_result(row.result)
-        failed = isinstance(result, InferenceOutputModel) and result.status != "success"
+        failed = is_failure(result)
         return JobView(row.job_id, "error" if failed else "success", result)
 
     # -- internals -------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from modalkit_pipeline import InferenceOutputModel, ItemError
+from modalkit_pipeline import ItemError, is_failure
 from modalkit_serve.errors import RequestTimeoutError, ServeError
 
 __all__ = [
@@ -258,7 +258,7 @@ class EventStream:
 
 
 def _failed(event: BaseModel) -> bool:
-    return isinstance(event, InferenceOutputModel) and event.status != "success"
+    return is_failure(event)
 
 
 def _kind(event: BaseModel) -> Literal["input", "internal"]:

@@ -16,6 +16,7 @@ from modalkit_pipeline import (
     ItemError,
     StreamingPipeline,
     SyncInputModel,
+    is_failure,
 )
 from modalkit_pipeline.errors import OutputCountError
 from modalkit_queue import result_message
@@ -223,7 +224,7 @@ class Worker:
         The message is the result's JSON object plus ``job_id`` and the request's ``meta``; a failure also
         carries ``original_message`` (the request), like the earlier modalkit's DelayedFailureOutputModel.
         """
-        failed = isinstance(result, InferenceOutputModel) and result.status != "success"
+        failed = is_failure(result)
         queue = request.failure_queue if failed else request.success_queue
         if not queue:
             return

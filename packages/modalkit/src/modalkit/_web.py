@@ -40,7 +40,7 @@ from modalkit._jobs import (
 )
 from modalkit._service import BATCHED_METHOD, check_service_class
 from modalkit_auth import new_job_id
-from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError, SyncInputModel
+from modalkit_pipeline import AsyncInputModel, ItemError, SyncInputModel, is_failure
 from modalkit_serve import JobView, safe_error_message, same_owner
 from modalkit_serve.errors import NotReadyError, RequestTimeoutError
 
@@ -210,7 +210,7 @@ class ModalRunner:
         except Exception as exc:
             return JobView(job_id, "error", _call_failed(exc))
         out = self._result(result)
-        failed = isinstance(out, InferenceOutputModel) and out.status != "success"
+        failed = is_failure(out)
         return JobView(job_id, "error" if failed else "success", out)
 
     async def _cancel_unrecorded(self, job_id: str, call_id: str) -> None:

@@ -21,7 +21,7 @@ from types import ModuleType
 
 from fastapi import FastAPI
 
-from modalkit_config import ConfigError
+from modalkit_config import ConfigError, ConfigFileNotFoundError, ConfigIssue
 from modalkit_serve._logging import configure_logging
 from modalkit_serve._spec import ServiceSpec, build_app
 from modalkit_serve.errors import ServeError, ServiceSpecError
@@ -48,6 +48,22 @@ LOG_FORMAT_ENV = "MODALKIT_SERVE_LOG_FORMAT"
 
 Finder = Callable[[ModuleType, str | None], ServiceSpec]
 """How a service is found in an imported app file: ``finder(module, service_name) -> ServiceSpec``."""
+
+
+def check_config_flag(config: str | None) -> None:
+    """Refuse a ``--config`` naming a file that does not exist, in the flag's own words.
+
+    The CLIs pass ``--config`` on through ``MODALKIT_CONFIG`` (`use_config_beside`), so the loader's own message
+    would blame that variable.
+
+    Raises:
+        ConfigFileNotFoundError: a named file is missing, or is a folder.
+    """
+    for part in (config or "").split(","):
+        name = part.strip()
+        if name and not Path(name).is_file():
+            problem = "is a directory, not a config file" if Path(name).is_dir() else "config file not found"
+            raise ConfigFileNotFoundError([ConfigIssue(name, "", None, f"{problem} (named by --config)")])
 
 
 def use_config_beside(app_file: str | os.PathLike[str], config: str | None = None) -> None:

@@ -18,7 +18,7 @@ from types import FrameType
 import uvicorn
 
 from modalkit_queue import check_backend
-from modalkit_serve._appfile import Finder, load_service, reload_environment, use_config_beside
+from modalkit_serve._appfile import Finder, check_config_flag, load_service, reload_environment, use_config_beside
 from modalkit_serve._http import edge_protocol
 from modalkit_serve._logging import LOG_FORMATS, configure_logging, shutdown_logging
 from modalkit_serve._spec import ServiceSpec, build_app
@@ -47,6 +47,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reload", action="store_true", help="restart when files beside the app file change")
     parser.add_argument("--service", help="the service to serve when the app file defines several")
     parser.add_argument("--port-file", help="write the port here once the server accepts connections")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="only 1: one process owns the batcher, the job store and the metrics (see docs/serving.md)",
+    )
 
 
 def serve_app_file(
@@ -69,6 +75,13 @@ def serve_app_file(
     """
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ServiceSpecError(f"--port must be between 0 and 65535 (got {args.port})")
+    if args.workers != 1:
+        raise ServiceSpecError(
+            f"--workers {args.workers}: the server runs one process, which owns the batcher, the async job store "
+            "and the metrics (several would split batches and answer /jobs 404 for each other's jobs). For a "
+            "CPU-bound model see docs/serving.md, 'More than one core'"
+        )
+    check_config_flag(args.config)
     use_config_beside(args.app, args.config)
     if on_loading is not None:
         on_loading()

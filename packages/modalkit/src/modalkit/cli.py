@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Serve ML models over HTTP: locally (`serve`) and on Modal (`deploy`)."
     )
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="print the version of every modalkit package and exit"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve an app file on this machine (no Modal account needed)")
@@ -123,7 +126,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _deploy(args: argparse.Namespace) -> int:
     from modalkit._deploy import check_modal_login, plan_deploy, run_deploy
+    from modalkit_serve._appfile import check_config_flag
 
+    check_config_flag(args.config)
     use_config_beside(args.app, args.config)
     plan = plan_deploy(args.app, postfix=args.postfix, modal_args=args.modal_args)
     shown_env = " ".join(f"{k}={v}" for k, v in plan.env.items())
@@ -172,6 +177,26 @@ def _init(args: argparse.Namespace) -> int:
 
 def _progress(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+class _VersionAction(argparse.Action):
+    # argparse's own "version" action re-wraps the text into one paragraph: one package per line is kept here.
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(_versions())
+        parser.exit()
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["modalkit", "modalkit-pipeline", "modalkit-config", "modalkit-queue", "modalkit-auth", "modalkit-serve"]
+    lines = []
+    for name in [*names, "modal", "fastapi", "pydantic"]:
+        try:
+            lines.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            lines.append(f"{name} (not installed)")
+    return "\n".join([*lines, f"python {sys.version.split()[0]}"])
 
 
 def _error(message: str) -> None:

@@ -63,3 +63,16 @@ def test_accepts_names_the_media_types_a_file_field_takes_in_its_schema() -> Non
     assert "contentMediaType" not in schema["any_file"]
     assert file_media_types(Upload) == {"image": ("image/png", "image/jpeg"), "any_file": ()}
     assert Upload(image=b"png", any_file=b"x").image == b"png"  # still plain bytes
+
+
+def test_the_schema_pattern_is_exactly_padded_standard_base64() -> None:
+    import re
+
+    class In(BaseModel):
+        file: Binary
+
+    pattern = In.model_json_schema()["properties"]["file"]["pattern"]
+    for n in range(6):
+        assert re.fullmatch(pattern, base64.b64encode(DATA[:n]).decode())
+    for bad in ("a", "abc", "ab=c", "a-b_", "abcd=", "\u00e9\u00e9\u00e9\u00e9"):
+        assert not re.fullmatch(pattern, bad)

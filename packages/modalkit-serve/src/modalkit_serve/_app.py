@@ -283,6 +283,19 @@ def create_app(
     }
     if authenticator is not None:
         errors_doc[401] = {"model": ErrorResponse, "description": "Missing or wrong credentials."}
+    # The routes that take an upload form refuse more ways.
+    form_errors_doc = dict(errors_doc)
+    if forms.files:
+        form_errors_doc[400] = {"model": ErrorResponse, "description": "A malformed multipart/form-data body."}
+        form_errors_doc[403] = {"model": ErrorResponse, "description": "A form posted from another site's page."}
+        form_errors_doc[413] = {
+            "model": ErrorResponse,
+            "description": "Body larger than server_config.max_body_bytes, or a file larger than max_file_bytes.",
+        }
+        form_errors_doc[415] = {
+            "model": ErrorResponse,
+            "description": "Neither JSON nor a form, or a file of a media type its field does not take.",
+        }
     jobs_doc: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such job."}}
     if authenticator is not None:
         jobs_doc[401] = errors_doc[401]
@@ -334,7 +347,7 @@ def create_app(
         "/predict_sync",
         response_model=output_model,
         responses={
-            **errors_doc,
+            **form_errors_doc,
             500: {
                 "model": ErrorResponse,
                 "description": "The pipeline raised on this input (error: the exception's type and message), "
@@ -409,7 +422,7 @@ def create_app(
         @app.post(
             "/predict_stream",
             response_class=StreamingResponse,
-            responses=errors_doc,
+            responses=form_errors_doc,
             dependencies=protected,
             openapi_extra=stream_doc,
             summary="Stream the output of one input (Server-Sent Events)",

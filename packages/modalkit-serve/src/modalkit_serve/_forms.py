@@ -38,7 +38,7 @@ class _Part:
     __slots__ = ("content_type", "data", "filename", "name", "size")
 
     def __init__(self) -> None:
-        self.name = ""
+        self.name: str | None = None
         self.filename: str | None = None
         self.content_type = "application/octet-stream"
         self.data: list[bytes] = []
@@ -111,7 +111,8 @@ class FormReader:
             part = parts[-1]
             if name == b"content-disposition":
                 _, options = parse_options_header(bytes(header_value))
-                part.name = options.get(b"name", b"").decode("utf-8", "replace")
+                name_value = options.get(b"name")
+                part.name = None if name_value is None else name_value.decode("utf-8", "replace")
                 filename = options.get(b"filename")
                 part.filename = None if filename is None else filename.decode("utf-8", "replace")
             elif name == b"content-type":
@@ -140,11 +141,11 @@ class FormReader:
     def _values(self, parts: list[_Part]) -> dict[str, Any]:
         values: dict[str, list[Any]] = {}
         for part in parts:
-            if not part.name:
+            if part.name is None:
                 raise HTTPException(400, "a form part has no name (Content-Disposition: form-data; name=...)")
             data = b"".join(part.data)
             if part.name in self.files:
-                self._check_type(part)
+                self._check_type(part.name, part.content_type)
                 value: Any = base64.b64encode(data).decode("ascii")
             else:
                 try:
@@ -155,14 +156,11 @@ class FormReader:
             values.setdefault(part.name, []).append(value)
         return {name: found[0] if len(found) == 1 else found for name, found in values.items()}
 
-    def _check_type(self, part: _Part) -> None:
-        accepted = self.files[part.name]
-        if not accepted or any(_matches(part.content_type, t) for t in accepted):
+    def _check_type(self, name: str, content_type: str) -> None:
+        accepted = self.files[name]
+        if not accepted or any(_matches(content_type, t) for t in accepted):
             return
-        raise HTTPException(
-            415,
-            f"field {part.name!r} takes {', '.join(accepted)}; the file sent is {part.content_type}",
-        )
+        raise HTTPException(415, f"field {name!r} takes {', '.join(accepted)}; the file sent is {content_type}")
 
 
 def _matches(media_type: str, accepted: str) -> bool:
@@ -198,6 +196,8 @@ def form_openapi(input_model: type[BaseModel], schema: dict[str, Any]) -> dict[s
             if prop.get("type") != "string":
                 encoding[name] = {"contentType": "application/json"}
     form: dict[str, Any] = {"type": "object", "properties": properties}
+    if "additionalProperties" in schema:
+        form["additionalProperties"] = schema["additionalProperties"]
     if schema.get("required"):
         form["required"] = list(schema["required"])
     return {"schema": form, "encoding": encoding}

@@ -320,6 +320,14 @@ async def test_json_nested_too_deep_is_a_422() -> None:
 # -- async jobs ------------------------------------------------------------------------------------------------
 
 
+async def test_the_202_points_at_the_job_with_a_location_header(served: Served) -> None:
+    response = await served.client.post("/predict_async", json={"message": {"text": "x"}, "success_queue": "q"})
+    assert response.status_code == 202
+    location = response.headers["location"]
+    assert location == f"/jobs/{response.json()['job_id']}"
+    assert (await served.client.get(location)).status_code == 200
+
+
 async def test_an_async_job_is_followed_to_completion(served: Served) -> None:
     response = await served.client.post(
         "/predict_async",

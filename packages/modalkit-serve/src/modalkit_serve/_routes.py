@@ -134,12 +134,13 @@ class Routes:
         return 200, b"[" + b",".join([dump(r) for r in results]) + b"]", _NO_HEADERS
 
     async def predict_async(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply:
-        """``POST /predict_async``: accept the request, answer 202 with its job id."""
+        """``POST /predict_async``: accept the request, answer 202 with its job id (and ``Location: /jobs/ID``)."""
         name = self.model_name(query, info)
         request = self.parse(body, self._validate_async)
         self.check_queues(request)
         job_id = await self.runner.submit_async(name, request, info)
-        return 202, json.dumps({"job_id": job_id}).encode(), _NO_HEADERS
+        # A path reference (RFC 9110 allows one): the client resolves it against the URL it called.
+        return 202, json.dumps({"job_id": job_id}).encode(), [(b"location", f"/jobs/{job_id}".encode())]
 
     async def predict_stream(self, body: bytes, query: bytes, info: RequestInfo | None) -> Reply | EventStream:
         """``POST /predict_stream``: one input, its chunks as they come.

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
 from tests.reliability.reliability_support import (  # noqa: E402  (needs the path above)
     API_KEY,
     API_KEY_ENV,
+    AWS_ENV,
     LIMITS,
     OTHER_API_KEY,
     REPORT,
@@ -37,6 +38,9 @@ from tests.reliability.reliability_support import (  # noqa: E402  (needs the pa
 )
 
 from modalkit_serve.testing import ServedProcess  # noqa: E402
+
+if TYPE_CHECKING:  # at run time another conftest module may stand under that name
+    from conftest import InProcessMoto as Endpoint
 
 REPORT_ENV = "MODALKIT_RELIABILITY_REPORT"
 
@@ -96,3 +100,12 @@ def persistent_redis(redis_server: Any) -> Iterator[Any]:
     redis_command(redis_server.port, "CONFIG", "SET", "save", "")
     redis_command(redis_server.port, "FLUSHALL")
     (Path(directory) / "dump.rdb").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def endpoint(in_process_moto: Endpoint, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
+    """An in-process moto endpoint (not started), with boto3 in this process pointed at it."""
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", in_process_moto.url)
+    return in_process_moto

@@ -277,15 +277,6 @@ app_settings:
 # -- SQS ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def endpoint(in_process_moto: Endpoint, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
-    """An in-process moto endpoint (not started), with boto3 in this process pointed at it."""
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", in_process_moto.url)
-    return in_process_moto
-
-
 async def test_the_sqs_endpoint_stopped_and_restarted_during_load_loses_no_job(
     endpoint: Endpoint, tmp_path: Path, report: Report
 ) -> None:

@@ -14,12 +14,14 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Literal
 
 import uvicorn
 
 from modalkit_queue import check_backend
 from modalkit_serve._appfile import Finder, check_config_flag, load_service, reload_environment, use_config_beside
 from modalkit_serve._http import edge_protocol
+from modalkit_serve._journal import JobJournal
 from modalkit_serve._logging import LOG_FORMATS, configure_logging, shutdown_logging
 from modalkit_serve._spec import ServiceSpec, build_app
 from modalkit_serve.errors import ServiceSpecError
@@ -98,6 +100,16 @@ def serve_app_file(
     )
 
 
+def check_journal(path: str | None, synchronous: Literal["NORMAL", "FULL"] = "NORMAL") -> None:
+    """Open and close the job journal once, so that a locked or damaged file is one clear error at start-up.
+
+    Raises:
+        JournalError: the file is in use by another server, damaged, or cannot be opened (nothing is changed).
+    """
+    if path is not None and path != ":memory:":
+        JobJournal(path, synchronous=synchronous).close()
+
+
 def run(
     spec: ServiceSpec,
     host: str | None = None,
@@ -132,6 +144,7 @@ def run(
     # not a traceback from the lifespan.
     check_backend(settings.app_settings.queue_config.backend)
     server_config = settings.app_settings.server_config
+    check_journal(server_config.journal_path, server_config.journal_synchronous)
     host = host if host is not None else server_config.host
     port = port if port is not None else server_config.port
     level = (log_level or server_config.log_level).upper()

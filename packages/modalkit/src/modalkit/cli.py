@@ -8,6 +8,8 @@ Usage::
     modalkit validate [--no-env] [FILE...]   # default: MODALKIT_CONFIG's files, merged, else modalkit.yaml
     modalkit schema                      # the JSON Schema of modalkit.yaml
     modalkit init NAME [--modalkit-path DIR]
+    modalkit jobs dead-letters [--journal FILE | --config FILE] [--json]
+    modalkit jobs redrive JOB_ID... [--journal FILE | --config FILE]
 
 Exit status: 0 on success, 1 when ``validate`` finds errors or ``modal deploy`` fails, 2 for a user error
 (bad usage, a missing or invalid file, no Modal login), printed as one readable message without a stack trace.
@@ -76,6 +78,17 @@ def _parser() -> argparse.ArgumentParser:
         help="folder holding the modalkit packages to depend on (default: where this modalkit is installed "
         "from, when that is a local checkout; else the package index)",
     )
+    jobs = commands.add_parser("jobs", help="the async job journal: list dead letters, send them again")
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dead = actions.add_parser("dead-letters", help="list the dead-lettered jobs (works while the server runs)")
+    dead.add_argument("--json", action="store_true", help="one JSON object per line")
+    redrive = actions.add_parser(
+        "redrive", help="put dead-lettered jobs back; the server sends them at its next start (stop it first)"
+    )
+    redrive.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+    for action in (dead, redrive):
+        action.add_argument("--journal", help="the journal file (default: server_config.journal_path of --config)")
+        action.add_argument("--config", help="config file(s), comma-separated (default: modalkit.yaml)")
     return parser
 
 
@@ -98,12 +111,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args.files, use_env=not args.no_env)
         if args.command == "schema":
             return _schema()
+        if args.command == "jobs":
+            from modalkit._jobs_cli import jobs_command
+
+            return jobs_command(args)
         return _init(args)
     except _USER_ERRORS as exc:
         _error(str(exc))
         return 2
+    except _serve_error() as exc:  # a journal that cannot be used, from `jobs`
+        _error(str(exc))
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _serve_error() -> type[Exception]:
+    from modalkit_serve.errors import ServeError
+
+    return ServeError
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -184,7 +184,7 @@ model_settings:
         report.record(
             scenario,
             tried,
-            requests=ROUNDS * BURST,
+            requests=len(self.kills) * BURST,
             errors=0,
             jobs_accepted=len(accepted),
             jobs_delivered=len(delivered & accepted),

@@ -47,6 +47,9 @@ ORDER = [
     "oversized batch",
     "drain budget",
     "retry budget in time",
+    "kill -9 during bursts (memory queue)",
+    "kill -9 during bursts (SQS)",
+    "kill -9 during bursts (taskiq on Redis)",
 ]
 MAIN = {
     "tried",

@@ -15,6 +15,7 @@ import pytest
 from modalkit_serve import configure_logging
 from modalkit_serve._logging import AccessLog, shutdown_logging
 from modalkit_serve.testing import ServedProcess
+from test_service import write_app
 
 _CONSOLE = re.compile(r"^\d\d:\d\d:\d\d\.\d\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S+ +.+$")
 
@@ -100,37 +101,6 @@ def test_probe_requests_are_logged_at_debug_not_info(log_format: str) -> None:
     assert "/ready" in line
 
 
-APP = """
-from typing import Any
-
-from pydantic import BaseModel
-
-from modalkit_pipeline import InferenceOutputModel, InferencePipeline, ItemError
-from modalkit_serve import ServiceSpec
-
-
-class In(BaseModel):
-    text: str
-
-
-class Out(InferenceOutputModel):
-    upper: str
-
-
-class Upper(InferencePipeline[In, Out]):
-    def preprocess(self, input_list: list[In]) -> dict[str, Any]:
-        return {}
-
-    def predict(self, input_list: list[In], preprocessed_data: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    def postprocess(self, input_list: list[In], raw_output: dict[str, Any]) -> list[Out | ItemError]:
-        return [Out(upper=i.text.upper()) for i in input_list]
-
-
-service = ServiceSpec(Upper)
-"""
-
 CONFIG = """
 app_settings:
   app_prefix: upper
@@ -142,9 +112,9 @@ model_settings:
 
 
 def _app(folder: Path) -> Path:
-    (folder / "app.py").write_text(APP)
+    app = write_app(folder)  # test_service's app file, here with two model entries
     (folder / "modalkit.yaml").write_text(CONFIG)
-    return folder / "app.py"
+    return app
 
 
 def test_the_banner_names_models_urls_and_config_files(tmp_path: Path) -> None:

@@ -465,8 +465,10 @@ async def test_a_model_that_fails_to_load_keeps_the_service_not_ready(caplog: py
     assert ready.status_code == 503
     assert good.status_code == 200
     assert broken.status_code == 503
-    assert "weights missing" in broken.json()["detail"]
-    assert "model broken failed to load" in caplog.text
+    assert "retry-after" not in broken.headers
+    # The cause is in the server log only: callers see no server detail (paths, library messages).
+    assert broken.json()["detail"] == "model broken failed to load and is not served; the server log says why"
+    assert "model broken failed to load (RuntimeError: cannot load broken: weights missing)" in caplog.text
 
 
 async def test_model_name_is_required_when_several_models_are_served() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -419,3 +421,97 @@ def test_the_log_level_given_to_a_reloading_server_wins_over_a_stale_environment
     env = reload_environment(load_service(app), "WARNING")
     assert env[LOG_LEVEL_ENV] == "WARNING"
     assert env["MODALKIT_APP_FILE"] == str(app.resolve())
+
+
+# -- a model that fails to load ---------------------------------------------------------------------------------
+
+BROKEN_APP = """
+from typing import Any
+
+from pydantic import BaseModel
+
+from modalkit_pipeline import InferenceOutputModel, InferencePipeline, ItemError
+from modalkit_serve import ServiceSpec
+
+
+class In(BaseModel):
+    text: str
+
+
+class Out(InferenceOutputModel):
+    text: str
+
+
+class Broken(InferencePipeline[In, Out]):
+    def __init__(self, model_name: str, folder: str, common: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(model_name, folder, common, **kwargs)
+        if kwargs.get("broken"):
+            raise FileNotFoundError(f"{folder}/private/weights.bin does not exist")
+
+    def preprocess(self, input_list: list[In]) -> dict[str, Any]:
+        return {}
+
+    def predict(self, input_list: list[In], preprocessed_data: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def postprocess(self, input_list: list[In], raw_output: dict[str, Any]) -> list[Out | ItemError]:
+        return [Out(text=i.text) for i in input_list]
+
+
+service = ServiceSpec(Broken)
+"""
+
+
+def write_broken_app(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "broken_app.py").write_text(BROKEN_APP)
+    (folder / "modalkit.yaml").write_text(
+        "app_settings: {app_prefix: b}\n"
+        f"model_settings:\n  local_model_repository_folder: {folder}\n"
+        "  model_entries: {good: {}, bad: {broken: true}}\n"
+    )
+    return folder / "broken_app.py"
+
+
+@pytest.mark.e2e
+def test_a_model_that_fails_to_load_stops_the_server_with_one_clear_line(tmp_path: Path) -> None:
+    app = write_broken_app(tmp_path / "svc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODALKIT_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "modalkit_serve.cli", str(app), "--host", "127.0.0.1", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("modalkit-serve: model bad failed to load: FileNotFoundError: "), result.stderr
+    assert "--keep-running" in last
+    assert "Traceback" not in last
+
+
+@pytest.mark.e2e
+def test_keep_running_serves_the_other_models_and_shows_callers_no_path(tmp_path: Path) -> None:
+    app = write_broken_app(tmp_path / "svc")
+    with ServedProcess(app, ["--keep-running"], log_dir=tmp_path) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for _ in range(200):  # the models load in the background
+                if "model bad failed to load" in server.stderr():
+                    break
+                threading.Event().wait(0.05)
+            good = client.post("/predict_sync", params={"model_name": "good"}, json={"text": "hi"})
+            bad = client.post("/predict_sync", params={"model_name": "bad"}, json={"text": "hi"})
+            ready = client.get("/ready")
+        assert server.process is not None
+        assert server.process.poll() is None  # still up
+
+    assert good.status_code == 200
+    assert ready.status_code == 503
+    assert bad.status_code == 503
+    assert "retry-after" not in bad.headers  # a failed load is not something a retry fixes
+    assert bad.json()["detail"] == "model bad failed to load and is not served; the server log says why"
+    assert str(tmp_path) not in bad.text
+    assert str(tmp_path) not in ready.text
+    assert "private/weights.bin" in server.stderr()  # the operator still sees the cause

@@ -121,6 +121,28 @@ def test_serve_reports_an_unknown_queue_backend_in_one_line(tmp_path: Path) -> N
     assert "did you mean 'memory'?" in errors[0]
 
 
+def test_serve_stops_with_status_3_when_a_model_fails_to_load(tmp_path: Path) -> None:
+    (tmp_path / "broken_app.py").write_text(
+        "from typing import Any\n\nfrom pydantic import BaseModel\n\n"
+        "from modalkit_pipeline import InferenceOutputModel, InferencePipeline\n"
+        "from modalkit_serve import ServiceSpec\n\n\n"
+        "class In(BaseModel):\n    text: str\n\n\nclass Out(InferenceOutputModel):\n    text: str\n\n\n"
+        "class Broken(InferencePipeline[In, Out]):\n"
+        "    def __init__(self, name: str, folder: str, common: dict[str, Any], **kwargs: Any) -> None:\n"
+        "        raise FileNotFoundError(f'{folder}/weights.bin')\n\n"
+        "    def preprocess(self, input_list: Any) -> Any: ...\n"
+        "    def predict(self, input_list: Any, preprocessed_data: Any) -> Any: ...\n"
+        "    def postprocess(self, input_list: Any, raw_output: Any) -> Any: ...\n\n\n"
+        "service = ServiceSpec(Broken)\n"
+    )
+    (tmp_path / "modalkit.yaml").write_text("app_settings: {app_prefix: b}\nmodel_settings: {model_entries: {m: {}}}\n")
+    result = modalkit("serve", str(tmp_path / "broken_app.py"), "--port", "0", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("modalkit: error: model m failed to load: FileNotFoundError: "), result.stderr
+    assert "--keep-running" in last
+
+
 # --- validate and schema ----------------------------------------------------------------------------------------
 
 

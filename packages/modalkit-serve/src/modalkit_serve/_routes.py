@@ -23,7 +23,7 @@ from modalkit_pipeline import AsyncInputModel, InferenceOutputModel, ItemError, 
 from modalkit_serve._asgi import RequestInfo
 from modalkit_serve._runner import Runner, StreamingRunner
 from modalkit_serve._streams import EventStream
-from modalkit_serve.errors import QueueFullError, ServeError, UnknownModelError
+from modalkit_serve.errors import NotReadyError, QueueFullError, ServeError, UnknownModelError
 
 __all__ = ["ITEM_ERROR_TYPE", "Handler", "Reply", "Routes", "StreamHandler", "error_reply", "failure_reply"]
 
@@ -58,8 +58,9 @@ def error_reply(exc: Exception) -> Reply:
     if isinstance(exc, ServeError):
         headers = _NO_HEADERS
         if exc.status_code == 503:
-            retry_after = exc.retry_after if isinstance(exc, QueueFullError) else 1
-            headers = [(b"retry-after", str(retry_after).encode())]
+            retry_after = exc.retry_after if isinstance(exc, QueueFullError | NotReadyError) else 1
+            if retry_after is not None:
+                headers = [(b"retry-after", str(retry_after).encode())]
         return exc.status_code, json.dumps({"detail": str(exc)}).encode(), headers
     if isinstance(exc, HTTPException):
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]

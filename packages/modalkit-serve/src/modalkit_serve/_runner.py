@@ -23,7 +23,7 @@ from modalkit_serve._metrics import ServeMetrics
 from modalkit_serve._scheduling import HoldPolicy, InlinePolicy
 from modalkit_serve._streams import ChunkStream
 from modalkit_serve._worker import Worker, safe_error_message
-from modalkit_serve.errors import NotReadyError, QueueFullError, UnknownModelError
+from modalkit_serve.errors import ModelLoadError, NotReadyError, QueueFullError, UnknownModelError
 
 __all__ = ["LocalRunner", "ManagedRunner", "OutboxSender", "Runner", "StreamingRunner"]
 
@@ -149,6 +149,9 @@ class LocalRunner:
         self.settings = settings
         self.metrics = metrics if metrics is not None else ServeMetrics()
         self.on_fatal = on_fatal
+        self.on_load_failure: Callable[[str, str], object] | None = None
+        """Called with a model's name and error when it fails to load, after which no other model is loaded
+        (`run` sets it to stop the server); None keeps serving the models that did load."""
         server = settings.app_settings.server_config
         self.jobs = JobStore(server.job_ttl_seconds, server.max_jobs)
         self.journal: JobJournal | None = None
@@ -400,7 +403,8 @@ class LocalRunner:
         if batcher is not None:
             return batcher
         if model_name in self._load_errors:
-            raise NotReadyError(f"model {model_name} failed to load: {self._load_errors[model_name]}")
+            # The cause (often a file path) is for the server log, not for callers.
+            raise ModelLoadError(f"model {model_name} failed to load and is not served; the server log says why")
         if model_name in self.settings.model_settings.model_entries:
             raise NotReadyError(f"model {model_name} is still loading; retry shortly (see GET /ready)")
         raise UnknownModelError(model_name, self.model_names)
@@ -425,12 +429,17 @@ class LocalRunner:
                 pipeline = await asyncio.to_thread(self._build_pipeline, name, entry)
             except Exception as exc:
                 self._load_errors[name] = safe_error_message(exc)
+                stopping = self.on_load_failure is not None
                 logger.error(
-                    "model %s failed to load (%s); the service stays not ready (GET /ready answers 503)",
+                    "model %s failed to load (%s); %s",
                     name,
                     self._load_errors[name],
+                    "stopping the server" if stopping else "the service stays not ready (GET /ready answers 503)",
                     exc_info=exc,
                 )
+                if self.on_load_failure is not None:
+                    self.on_load_failure(name, self._load_errors[name])
+                    return
                 continue
             worker = Worker(pipeline, sender=self._sender, on_fatal=self._fatal(name))
             batcher = Batcher(

@@ -23,8 +23,9 @@ from modalkit_serve._appfile import Finder, check_config_flag, load_service, rel
 from modalkit_serve._http import edge_protocol
 from modalkit_serve._journal import JobJournal
 from modalkit_serve._logging import LOG_FORMATS, configure_logging, shutdown_logging
+from modalkit_serve._runner import LocalRunner
 from modalkit_serve._spec import ServiceSpec, build_app
-from modalkit_serve.errors import ServiceSpecError
+from modalkit_serve.errors import ModelLoadError, ServiceSpecError
 
 __all__ = ["add_serve_arguments", "run", "serve_app_file"]
 
@@ -54,6 +55,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="only 1: one process owns the batcher, the job store and the metrics (see docs/serving.md)",
+    )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="when a model fails to load, keep serving the others (default: stop, exit status 3)",
     )
 
 
@@ -97,6 +103,7 @@ def serve_app_file(
         reload=args.reload,
         port_file=args.port_file,
         log_format=args.log_format,
+        keep_running=args.keep_running,
     )
 
 
@@ -119,6 +126,7 @@ def run(
     *,
     port_file: str | os.PathLike[str] | None = None,
     log_format: str = "auto",
+    keep_running: bool = False,
 ) -> None:
     """Serve a spec with uvicorn (one worker; uvloop and httptools when installed) until SIGINT/SIGTERM.
 
@@ -136,6 +144,12 @@ def run(
             of their own, so none of them could say when it accepts).
         log_format: ``json``, ``console`` or ``auto`` (console when stderr is a terminal); see
             `configure_logging`.
+        keep_running: When a model fails to load, keep serving the others (``/ready`` stays 503 and the failed
+            model answers 503). By default the server stops and `ModelLoadError` is raised, like uvicorn
+            exiting when the app fails to import.
+
+    Raises:
+        ModelLoadError: a model failed to load and ``keep_running`` is False (after the server stopped).
     """
     if reload and port_file is not None:
         raise ServiceSpecError("--port-file does not work with --reload; give a --port and wait for it to answer")
@@ -180,7 +194,22 @@ def run(
             timeout_keep_alive=server_config.keep_alive_timeout_seconds,  # type: ignore[arg-type]
         )
         server = _Server(config, announce, getattr(app.state.runner, "begin_drain", None))
+        failed: list[tuple[str, str]] = []
+        runner = app.state.runner
+        if not keep_running and isinstance(runner, LocalRunner):
+
+            def stop(name: str, error: str) -> None:
+                failed.append((name, error))
+                server.should_exit = True
+
+            runner.on_load_failure = stop
         server.run(sockets=[sock])
+        if failed:
+            name, error = failed[0]
+            raise ModelLoadError(
+                f"model {name} failed to load: {error}; the server stopped "
+                "(--keep-running serves the other models without it)"
+            )
         if not server.started:
             raise SystemExit(1)
     finally:

@@ -4,6 +4,7 @@ Usage::
 
     modalkit-serve APP.py [--host HOST] [--port PORT] [--config FILE[,FILE...]] [--log-level LEVEL]
                           [--log-format auto|json|console] [--reload] [--service NAME] [--port-file PATH]
+                          [--keep-running]
 
 ``--config`` sets ``MODALKIT_CONFIG`` (overlays are comma-separated). Without it, and without
 ``MODALKIT_CONFIG`` in the environment, the ``modalkit.yaml`` next to APP.py is used when there is one
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 
 from modalkit_config import ConfigError
 from modalkit_serve._service import add_serve_arguments, serve_app_file
-from modalkit_serve.errors import ServiceSpecError
+from modalkit_serve.errors import ModelLoadError, ServiceSpecError
 
 __all__ = ["main"]
 
@@ -33,10 +34,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (2 for a usage or configuration problem)."""
+    """Run the CLI; returns the exit status (2 for a usage or configuration problem, 3 when a model failed to load)."""
     args = _parser().parse_args(argv)
     try:
         serve_app_file(args)
+    except ModelLoadError as exc:
+        print(f"modalkit-serve: {exc}", file=sys.stderr)
+        return exc.exit_status
     except (ServiceSpecError, ConfigError) as exc:
         print(f"modalkit-serve: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@ The tree::
     ServeError(Exception)                 root of everything modalkit-serve raises
     ├── UnknownModelError                 404: the model_name is not one of the configured entries
     ├── NotReadyError                     503: the models are still loading, the service is draining, or a fatal
-    │                                          (CUDA) error stopped the worker
+    │                                          (CUDA) error stopped the worker (Retry-After: 1)
+    │   └── ModelLoadError                503 without Retry-After: the model failed to load; from `run`, the
+    │                                          server stopped because of it (the CLI exits 3)
     ├── QueueFullError                    503 + Retry-After: the batch queue or the async outbox is full
     ├── RequestTimeoutError               504: the request took longer than server_config.request_timeout_seconds
     ├── JobNotFoundError                  404: no such job id (never existed, or expired from the job store)
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "JobNotFoundError",
+    "ModelLoadError",
     "NotReadyError",
     "QueueFullError",
     "RequestTimeoutError",
@@ -63,9 +66,24 @@ class UnknownModelError(ServeError):
 
 
 class NotReadyError(ServeError):
-    """The service cannot take work now (loading, draining, or stopped after a fatal error)."""
+    """The service cannot take work now (loading, draining, or stopped after a fatal error).
+
+    Attributes:
+        retry_after: Seconds the client should wait (the ``Retry-After`` header), or None when retrying cannot help.
+    """
 
     status_code = 503
+    retry_after: int | None = 1
+
+
+class ModelLoadError(NotReadyError):
+    """A model failed to load: a retry cannot help, so no ``Retry-After``; its message names no server path.
+
+    `run` raises it after stopping the server (unless ``keep_running``); the CLIs exit with status 3 then.
+    """
+
+    retry_after = None
+    exit_status = 3
 
 
 class QueueFullError(ServeError):

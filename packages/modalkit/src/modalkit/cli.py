@@ -12,7 +12,8 @@ Usage::
     modalkit jobs redrive JOB_ID... [--journal FILE | --config FILE]
 
 Exit status: 0 on success, 1 when ``validate`` finds errors or ``modal deploy`` fails, 2 for a user error
-(bad usage, a missing or invalid file, no Modal login), printed as one readable message without a stack trace.
+(bad usage, a missing or invalid file, no Modal login), printed as one readable message without a stack trace,
+3 when ``serve`` stopped because a model failed to load (``--keep-running`` keeps serving the others).
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def _serve_error() -> type[Exception]:
 def _serve(args: argparse.Namespace) -> int:
     from modalkit._serve import find_service
     from modalkit_serve import configure_logging
-    from modalkit_serve.errors import ServeError
+    from modalkit_serve.errors import ModelLoadError, ServeError
 
     def loading() -> None:
         # Logging at INFO until the app's own settings are read (`run` configures it again with their level).
@@ -144,6 +145,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         serve_app_file(args, finder=find_service, user_errors=(ModalkitError,), on_loading=loading)
+    except ModelLoadError as exc:
+        _error(str(exc))
+        return exc.exit_status
     except ServeError as exc:
         _error(str(exc))
         return 2

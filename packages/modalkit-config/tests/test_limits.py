@@ -118,6 +118,35 @@ def test_min_containers_may_equal_but_not_exceed_max_containers() -> None:
     assert message == "must be <= max_containers (3) (got 4)"
 
 
+@pytest.mark.parametrize(
+    ("keys", "key", "message"),
+    [
+        (
+            {"handler_min_containers": 4, "handler_max_containers": 3},
+            "handler_min_containers",
+            "must be <= handler_max_containers (3) (got 4)",
+        ),
+        # Each handler key defaults to the class's: the effective pair is what Modal would receive.
+        (
+            {"handler_min_containers": 4, "max_containers": 3},
+            "handler_min_containers",
+            "must be <= handler_max_containers (3, from max_containers) (got 4)",
+        ),
+        (
+            {"min_containers": 2, "max_containers": 5, "handler_max_containers": 1},
+            "handler_max_containers",
+            "must be >= handler_min_containers (2, from min_containers) (got 1)",
+        ),
+    ],
+)
+def test_handler_min_containers_must_not_exceed_handler_max_containers(
+    keys: dict[str, int], key: str, message: str
+) -> None:
+    settings_from_dict(_with(D, {"handler_min_containers": 3, "handler_max_containers": 3, "max_containers": 1}))
+    key_path, got = _single_issue(_with(D, keys))
+    assert (key_path, got) == (f"{D}.{key}", message)
+
+
 def test_target_inputs_may_equal_but_not_exceed_max_inputs() -> None:
     settings_from_dict(_with(f"{D}.concurrency", {"max_inputs": 4, "target_inputs": 4}))
     key_path, message = _single_issue(_with(f"{D}.concurrency", {"max_inputs": 4, "target_inputs": 5}))

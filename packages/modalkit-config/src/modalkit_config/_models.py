@@ -479,6 +479,21 @@ class DeploymentConfig(_RenamedAttributes):
         return self
 
     @model_validator(mode="after")
+    def _handler_min_within_max(self) -> DeploymentConfig:
+        # The web function's pair as Modal receives it: each handler key falls back to the class's key.
+        low, low_from = _own_or_inherited(self.handler_min_containers, self.min_containers, "min_containers")
+        high, high_from = _own_or_inherited(self.handler_max_containers, self.max_containers, "max_containers")
+        if low is None or high is None or low <= high:
+            return self
+        if self.handler_min_containers is not None:
+            raise KeyedValueError(
+                "handler_min_containers", f"must be <= handler_max_containers ({high}{high_from}) (got {low})"
+            )
+        raise KeyedValueError(
+            "handler_max_containers", f"must be >= handler_min_containers ({low}{low_from}) (got {high})"
+        )
+
+    @model_validator(mode="after")
     def _distinct_mount_points(self) -> DeploymentConfig:
         seen: dict[str, KeyPath] = {}
         points: list[tuple[KeyPath, str]] = [(("volumes", p), p) for p in self.volumes]
@@ -493,6 +508,13 @@ class DeploymentConfig(_RenamedAttributes):
                 )
             seen[normalized] = key
         return self
+
+
+def _own_or_inherited(own: int | None, inherited: int | None, inherited_key: str) -> tuple[int | None, str]:
+    """A handler key's effective value, and where it came from when it was inherited (for messages)."""
+    if own is not None or inherited is None:
+        return own, ""
+    return inherited, f", from {inherited_key}"
 
 
 class BatchConfig(_Model):

@@ -20,7 +20,7 @@ config = ModalConfig()
 app = modal.App(config.app_name)
 
 
-@app.cls(**config.get_app_cls_settings())
+@config.cls(app)  # @app.cls(**config.get_app_cls_settings()), plus @modal.concurrent when configured
 class TicketService(ModalService):
     """Routes tickets in batches and delivers each result through the configured queue backend."""
 

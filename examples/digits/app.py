@@ -20,7 +20,7 @@ config = ModalConfig()
 app = modal.App(config.app_name)
 
 
-@app.cls(**config.get_app_cls_settings())
+@config.cls(app)  # @app.cls(**config.get_app_cls_settings()), plus @modal.concurrent when configured
 class DigitsService(ModalService):
     """One model version per container, batched."""
 

@@ -17,7 +17,7 @@ config = ModalConfig()
 app = modal.App(config.app_name)
 
 
-@app.cls(**config.get_app_cls_settings())
+@config.cls(app)  # @app.cls(**config.get_app_cls_settings()), plus @modal.concurrent when configured
 class SimulatedGpuService(ModalService):
     """One simulated device per container; batches come from batch_config."""
 

@@ -19,7 +19,7 @@ config = ModalConfig()
 app = modal.App(config.app_name)
 
 
-@app.cls(**config.get_app_cls_settings())
+@config.cls(app)  # @app.cls(**config.get_app_cls_settings()), plus @modal.concurrent when configured
 class SentimentService(ModalService):
     """VADER in batches; one container serves every model entry (pick one with ``model_name``)."""
 

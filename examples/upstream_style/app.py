@@ -6,7 +6,8 @@
 Only the annotations were modernised, so that ``mypy --strict`` passes: ``list[...]``,
 ``InferencePipeline[TextInput, TextOutput]``, ``ItemError`` in postprocess's return type, and ``modal_utils``
 without its annotation (``modal_utils: ModalConfig = ...`` still runs). The imports, the classes, their
-attributes and the web endpoint are as the earlier README wrote them.
+attributes and the web endpoint are as the earlier README wrote them, plus ``@modal_config.handler_concurrent()``
+on the web function (Modal 1.x takes input concurrency only as a decorator).
 """
 
 # No `from __future__ import annotations` here: Modal reads the modal.parameter types from the annotations.
@@ -73,8 +74,11 @@ class TranslationApp(ModalService):
     modal_utils = modal_config
 
 
-# Create API endpoints
+# Create API endpoints. handler_concurrent() is the one line Modal 1.x adds to the earlier README: Modal took
+# away the `allow_concurrent_inputs` argument, so input concurrency is a decorator (without it the web function
+# would take one request at a time).
 @app.function(**modal_config.get_handler_settings())
+@modal_config.handler_concurrent()
 @modal.asgi_app(**modal_config.get_asgi_app_settings())
 def web_endpoints():  # type: ignore[no-untyped-def]  # as the earlier README wrote it
     return create_web_endpoints(app_cls=TranslationApp, input_model=TextInput, output_model=TextOutput)

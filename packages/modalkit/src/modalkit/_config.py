@@ -79,6 +79,10 @@ class ModalConfig:
         self._image: Any = None
         self._volumes: dict[str, modal.Volume] | None = None
         self._secrets: list[modal.Secret] | None = None
+        # The ModalService subclasses using this config, and those `concurrent()` decorated: a configured
+        # concurrency that no decorator applied is refused (modal would silently run one input at a time).
+        self._services: list[type[Any]] = []
+        self._decorated: list[type[Any]] = []
 
     # --- plain settings -------------------------------------------------------------------------------------
 
@@ -256,9 +260,13 @@ class ModalConfig:
         It needs the image and the secrets (API keys arrive through them) but neither GPU nor volumes: it only
         forwards requests to the inference class. It scales on the ``handler_*`` scaling keys, each defaulting to
         the inference class's key (so ``min_containers: 1`` keeps the HTTP entry point warm too).
-        Its input concurrency is a decorator, see
-        `get_handler_concurrency_settings`.
+        Its input concurrency is a decorator, see `handler_concurrent`.
+
+        Raises:
+            ServiceDefinitionError: ``deployment_config.concurrency`` is set and a `ModalService` subclass of this
+                config, defined above the web function, was not decorated with `concurrent` (or `cls`).
         """
+        self.check_concurrency_applied()
         d = self.app_settings.deployment_config
         settings: dict[str, Any] = {
             "image": self.get_image(),
@@ -313,13 +321,68 @@ class ModalConfig:
 
     def concurrent(self) -> Callable[[_T], _T]:
         """``@modal.concurrent`` for the inference class from ``deployment_config.concurrency``; does nothing
-        when it is not set. Stack it under ``@app.cls(...)``."""
+        when it is not set. Stack it under ``@app.cls(...)``, or use `cls`, which does both."""
+        settings = self.get_concurrency_settings()
+
+        def decorate(obj: _T) -> _T:
+            if isinstance(obj, type):
+                self._decorated.append(obj)
+            if settings is None:
+                return obj
+            import modal
+
+            return cast("_T", modal.concurrent(**settings)(cast("Any", obj)))
+
+        return decorate
+
+    def cls(self, app: modal.App, **overrides: Any) -> Callable[[type[Any]], Any]:
+        """``@app.cls(**get_app_cls_settings())`` and, when ``deployment_config.concurrency`` is set,
+        ``@modal.concurrent`` under it: the inference class as ``modalkit.yaml`` describes it, in one decorator.
+
+        Args:
+            app: The ``modal.App`` to register the class on.
+            overrides: ``@app.cls`` arguments that replace the configured ones (e.g. ``gpu="H100"``).
+
+        Example::
+
+            @config.cls(app)
+            class MyService(ModalService): ...
+        """
+
+        def decorate(user_cls: type[Any]) -> Any:
+            return app.cls(**{**self.get_app_cls_settings(), **overrides})(self.concurrent()(user_cls))
+
+        return decorate
+
+    def check_concurrency_applied(self, service: type[Any] | None = None) -> None:
+        """Refuse a configured ``deployment_config.concurrency`` that no decorator gave Modal.
+
+        Args:
+            service: The class to check; ``None`` checks every `ModalService` subclass of this config so far.
+
+        Raises:
+            ServiceDefinitionError: naming the class and the decorator to add.
+        """
         settings = self.get_concurrency_settings()
         if settings is None:
-            return _identity
-        import modal
+            return
+        services = self._services if service is None else [service]
+        for user_cls in services:
+            if any(user_cls is done for done in self._decorated):
+                continue
+            from modalkit.errors import ServiceDefinitionError
 
-        return cast("Callable[[_T], _T]", modal.concurrent(**settings))
+            given = ", ".join(f"{k}={v}" for k, v in settings.items())
+            name = user_cls.__name__
+            raise ServiceDefinitionError(
+                f"deployment_config.concurrency ({given}) is set but does not reach {name}: Modal 1.x takes it "
+                f"only as a class decorator. Put `@config.concurrent()` between `@app.cls(...)` and `class {name}`, "
+                "or write `@config.cls(app)` instead of `@app.cls(...)`"
+            )
+
+    def _note_service(self, user_cls: type[Any]) -> None:
+        """Called by `ModalService` for each subclass whose ``modal_utils`` is this config."""
+        self._services.append(user_cls)
 
     # --- inside the container --------------------------------------------------------------------------------
 
@@ -348,10 +411,6 @@ def image_reference(image: str, tag: str) -> str:
 
 def _first(own: int | None, inherited: int | None) -> int | None:
     return inherited if own is None else own
-
-
-def _identity(obj: _T) -> _T:
-    return obj
 
 
 def _beside_caller(app_file: object) -> Path | None:

@@ -292,7 +292,7 @@ config = ModalConfig()  # modalkit.yaml (or the files MODALKIT_CONFIG names)
 app = modal.App(config.app_name)
 
 
-@app.cls(**config.get_app_cls_settings())
+@config.cls(app)  # @app.cls(**config.get_app_cls_settings()), plus @modal.concurrent when configured
 class [[Camel]]Service(ModalService):
     """Runs the pipeline in batches (max_batch_size and wait_ms from modalkit.yaml)."""
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from modalkit_queue import QueueBackend, ReliableSender
     from modalkit_serve import Worker
 
-__all__ = ["BATCHED_METHOD", "LegacyQueueBackend", "ModalService", "check_service_class"]
+__all__ = ["BATCHED_METHOD", "LegacyQueueBackend", "ModalService", "check_service_class", "service_class"]
 
 logger = logging.getLogger("modalkit")
 
@@ -82,6 +82,7 @@ class ModalService:
     modal_utils: ClassVar[ModalConfig]
     queue_backend: Any = None
     model_name: str
+    _modalkit_service_class: ClassVar[type[ModalService]]
 
     if TYPE_CHECKING:
         # For type checkers only: subclasses' super().__init__(queue_backend=...) lands in _EarlierConstructor
@@ -106,7 +107,12 @@ class ModalService:
         if "__init__" in cls.__dict__ and not issubclass(cls, _EarlierConstructor):
             # After ModalService in the MRO, so the subclass's super().__init__(queue_backend=...) lands there.
             cls.__bases__ = (*cls.__bases__, _EarlierConstructor)
+        # Read back through modal.Cls, which forwards unknown attributes to the local class (public behaviour,
+        # pinned by test_modal_contract.py): how modalkit finds the user's class without modal's private API.
+        cls._modalkit_service_class = cls
         config = getattr(cls, "modal_utils", None)
+        if isinstance(config, ModalConfig):
+            config._note_service(cls)
         impl = getattr(cls, "inference_implementation", None)
         if isinstance(config, ModalConfig) and isinstance(impl, type) and issubclass(impl, InferencePipeline):
             from modalkit_serve import check_model_entries
@@ -308,6 +314,15 @@ def _batched_method(cls: type[ModalService]) -> Any:
     return process_request
 
 
+def service_class(app_cls: Any) -> type[ModalService] | None:
+    """The `ModalService` subclass behind an ``@app.cls`` object (or the class itself); ``None`` for any other.
+
+    Uses only public behaviour: a local ``modal.Cls`` answers attribute reads from the class it wraps.
+    """
+    found = getattr(app_cls, "_modalkit_service_class", None)
+    return found if isinstance(found, type) and issubclass(found, ModalService) else None
+
+
 def check_service_class(cls: type[Any], instance: object = None) -> None:
     """Refuse a ModalService subclass that lacks what it needs, with the line to add.
 
@@ -317,7 +332,8 @@ def check_service_class(cls: type[Any], instance: object = None) -> None:
             ``self.model_name`` and may set ``self.modal_utils``).
 
     Raises:
-        ServiceDefinitionError: ``inference_implementation``, ``modal_utils`` or a ``model_name`` parameter is missing.
+        ServiceDefinitionError: ``inference_implementation``, ``modal_utils`` or a ``model_name`` parameter is
+            missing, or the configured ``deployment_config.concurrency`` was not applied to the class.
     """
     name = cls.__name__
     owner: Any = cls if instance is None else instance
@@ -336,6 +352,7 @@ def check_service_class(cls: type[Any], instance: object = None) -> None:
             f'{name} must declare `model_name: str = modal.parameter(default="...")` itself '
             "(Modal ignores parameters declared only on a base class)"
         )
+    owner.modal_utils.check_concurrency_applied(cls)
 
 
 def _stop_fetching_inputs(exc: BaseException) -> None:

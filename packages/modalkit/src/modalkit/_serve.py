@@ -14,6 +14,8 @@ and limits, with the batches run in this process instead of a Modal container.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import sys
@@ -173,14 +175,13 @@ def _choose(found: dict[str, Any], wanted: str | None, what: str, where: str) ->
 def _service_classes(module: ModuleType) -> dict[str, type[Any]]:
     import modal
 
-    from modalkit._service import ModalService
-    from modalkit._web import _user_class
+    from modalkit._service import service_class
 
     classes: dict[str, type[Any]] = {}
     for value in vars(module).values():
         if isinstance(value, modal.Cls):
-            user_cls = _user_class(value)
-            if issubclass(user_cls, ModalService):
+            user_cls = service_class(value)
+            if user_cls is not None:
                 classes[user_cls.__name__] = user_cls
     return classes
 
@@ -192,9 +193,7 @@ def _captured_web_endpoints(module: ModuleType) -> list[WebEndpoints]:
 
     captured: list[WebEndpoints] = []
     for value in vars(module).values():
-        # `_is_web_endpoint` rather than `info()`: info() is async under the hood and misbehaves when called
-        # from a running event loop (an app built inside a test's event loop).
-        if not isinstance(value, modal.Function) or not value._is_web_endpoint():
+        if not isinstance(value, modal.Function) or not _is_web_function(value):
             continue
         with capture_web_endpoints() as found:
             try:
@@ -204,3 +203,17 @@ def _captured_web_endpoints(module: ModuleType) -> list[WebEndpoints]:
                 found.clear()
         captured.extend(found)
     return captured
+
+
+def _is_web_function(function: Any) -> bool:
+    """Whether a local ``modal.Function`` serves HTTP (``@modal.asgi_app`` and the like), by its public ``info()``.
+
+    ``info()`` is modal's blocking interface, which warns when called on a running event loop (an app file loaded
+    from async code): there it runs on a thread of its own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return function.info().web_info is not None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return bool(pool.submit(lambda: function.info().web_info is not None).result())

@@ -38,7 +38,7 @@ from modalkit._jobs import (
     job_index_name,
     read_index_entry,
 )
-from modalkit._service import BATCHED_METHOD, check_service_class
+from modalkit._service import BATCHED_METHOD, check_service_class, service_class
 from modalkit_auth import new_job_id
 from modalkit_pipeline import AsyncInputModel, ItemError, SyncInputModel, is_failure
 from modalkit_serve import JobView, safe_error_message, same_owner
@@ -351,11 +351,10 @@ def service_class(app_cls: Any) -> Any:
 
 
 def _user_class(app_cls: Any) -> type[Any]:
-    """The user's class behind a ``modal.Cls`` (or the class itself)."""
-    getter = getattr(app_cls, "_get_user_cls", None)
-    if callable(getter):
-        user_cls: type[Any] = getter()
+    """The user's `ModalService` subclass behind a ``modal.Cls`` (or the class itself)."""
+    user_cls = service_class(app_cls)
+    if user_cls is not None:
         return user_cls
     if isinstance(app_cls, type):
-        return app_cls
-    raise TypeError(f"expected the @app.cls class, got {type(app_cls).__name__}")
+        return app_cls  # not a ModalService: check_service_class says what it lacks
+    raise TypeError(f"expected the @app.cls class (a ModalService subclass), got {type(app_cls).__name__}")

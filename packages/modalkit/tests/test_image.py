@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from modalkit._image import (
     build_image,
     modalkit_install_steps,
     package_source,
+    wheel_from_installed,
 )
 
 WORKSPACE_PACKAGES = Path(__file__).resolve().parents[2]
@@ -61,10 +64,67 @@ def test_workspace_sources_are_copied_then_installed_together() -> None:
     assert "modal==1.6.4" in install.args
 
 
-def test_index_install_pins_the_exact_local_version(site_dir: Path) -> None:
-    _install_metadata(site_dir, "mk-fake-index", "1.2.3", None)
-    [install] = modalkit_install_steps({"mk-fake-index": ["b", "a"]}, distributions=["mk-fake-index"])
-    assert install == ImageStep("pip_install", ("mk-fake-index[a,b]==1.2.3",))
+def _install_package(site: Path, name: str, version: str) -> None:
+    """A distribution as pip leaves it after an index install: files, dist-info with WHEEL and RECORD, no
+    direct_url.json, bytecode beside the source and a console script outside site-packages."""
+    module = name.replace("-", "_")
+    (site / module).mkdir()
+    (site / module / "__init__.py").write_text(f"VALUE = {version!r}\n")
+    (site / module / "__pycache__").mkdir()
+    (site / module / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"stale bytecode")
+    (site / module / "py.typed").write_text("")
+    info = site / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    (info / "INSTALLER").write_text("pip\n")
+    files = [
+        f"{module}/__init__.py",
+        f"{module}/__pycache__/__init__.cpython-311.pyc",
+        f"{module}/py.typed",
+        f"{info.name}/METADATA",
+        f"{info.name}/WHEEL",
+        f"{info.name}/INSTALLER",
+        f"../../../bin/{module}",
+        f"{info.name}/RECORD",
+    ]
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in files))
+
+
+def test_index_install_ships_a_wheel_of_the_installed_files(site_dir: Path, tmp_path: Path) -> None:
+    # The modalkit packages are on no index the container can reach (PyPI's `modalkit` is another project):
+    # pinning `name==version` would fail the image build, so the installed files travel as a wheel.
+    _install_package(site_dir, "mk-fake-index", "1.2.3")
+    wheels = tmp_path / "wheels"
+    copy, install = modalkit_install_steps(
+        {"mk-fake-index": ["b", "a"]}, distributions=["mk-fake-index"], pins=["modal==1.6.4"], wheel_dir=wheels
+    )
+    wheel = wheels / "mk_fake_index-1.2.3-py3-none-any.whl"
+    assert copy == ImageStep("add_local_file", (str(wheel), f"{REMOTE_SOURCE_ROOT}/{wheel.name}"), {"copy": True})
+    assert install.args == (f"mk-fake-index[a,b] @ file://{REMOTE_SOURCE_ROOT}/{wheel.name}", "modal==1.6.4")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert names[-1] == "mk_fake_index-1.2.3.dist-info/RECORD"
+    assert not [n for n in names if n.endswith((".pyc", "INSTALLER")) or n.startswith("..")]
+    # The wheel is a real one: a fresh venv installs it offline and imports it.
+    venv = tmp_path / "venv"
+    subprocess.run(["uv", "venv", "-q", "--python", sys.executable, str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        ["uv", "pip", "install", "-q", "--offline", "--no-deps", "--python", str(python), str(wheel)],
+        check=True,
+        timeout=120,
+    )
+    code = "import importlib.metadata as m, mk_fake_index as p; print(p.VALUE, m.version('mk-fake-index'))"
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == ["1.2.3", "1.2.3"]
+
+
+def test_a_rebuilt_wheel_has_the_same_bytes_each_time(site_dir: Path, tmp_path: Path) -> None:
+    _install_package(site_dir, "mk-fake-stable", "0.1.0")
+    first = wheel_from_installed("mk-fake-stable", tmp_path / "a").read_bytes()
+    second = wheel_from_installed("mk-fake-stable", tmp_path / "b").read_bytes()
+    assert first == second  # so Modal's image cache is reused across deploys
 
 
 def test_local_wheel_is_copied_and_installed(site_dir: Path, tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ a mounted (non-copied) layer.
 
 How the modalkit packages reach the container (they must be importable there, at the versions used locally):
 
-- installed from a package index (``pip install modalkit``): ``pip install modalkit-serve==0.2.0 ...``, the
-  exact versions ``importlib.metadata`` reports;
+- installed from a package index (``pip install modalkit``): the installed files are packed back into a wheel
+  (`wheel_from_installed`) that is copied into the image and installed there. The modalkit packages are not
+  published on PyPI (PyPI's ``modalkit`` is an unrelated project), so pinning ``modalkit-serve==0.2.0`` would
+  fail in the image build or, worse, install someone else's code;
 - installed from a local checkout (``uv sync`` in this workspace, ``pip install -e .``; PEP 610's
   ``direct_url.json`` names the folder): the project folder is copied into the image and pip-installed from
   there, so the container runs the same code, even uncommitted, with its dependencies resolved by pip;
@@ -20,9 +22,14 @@ whatever an index holds under the same name.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.metadata
 import json
+import os
 import posixpath
+import re
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +42,10 @@ __all__ = [
     "ImageStep",
     "PackageSource",
     "build_image",
+    "default_wheel_dir",
     "modalkit_install_steps",
     "package_source",
+    "wheel_from_installed",
 ]
 
 #: Every distribution a modalkit container needs, dependencies first.
@@ -137,10 +146,75 @@ def package_source(name: str) -> PackageSource:
     return PackageSource(name, dist.version, "url", url)
 
 
+# Files of an installed distribution that the installer wrote, not the wheel: pip and uv regenerate them.
+_INSTALLER_FILES = frozenset({"INSTALLER", "REQUESTED", "RECORD", "direct_url.json"})
+# A fixed timestamp: the same installed files give the same wheel bytes, so Modal's image cache holds.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def default_wheel_dir() -> Path:
+    """Where rebuilt wheels are written: ``$XDG_CACHE_HOME/modalkit/wheels`` (``~/.cache/modalkit/wheels``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "modalkit" / "wheels"
+
+
+def wheel_from_installed(name: str, out_dir: Path) -> Path:
+    """Pack the installed distribution ``name`` back into a wheel in ``out_dir``, from its RECORD.
+
+    The wheel holds the files the distribution installed under its site-packages folder (bytecode and the
+    installer's own files left out; console scripts come back from ``entry_points.txt``), its ``WHEEL`` tags and
+    a fresh ``RECORD``. The bytes depend only on the installed files, so repeated deploys reuse Modal's image cache.
+
+    Raises:
+        importlib.metadata.PackageNotFoundError: ``name`` is not installed.
+        ValueError: the installation has no RECORD or WHEEL file to rebuild from.
+    """
+    dist = importlib.metadata.distribution(name)
+    files = dist.files
+    wheel_meta = dist.read_text("WHEEL")
+    if not files or wheel_meta is None:
+        raise ValueError(f"{name} {dist.version}: its installation has no RECORD or WHEEL file to rebuild a wheel from")
+    tags = [line.split(":", 1)[1].strip() for line in wheel_meta.splitlines() if line.startswith("Tag:")]
+    stem = re.sub(r"[-_.]+", "_", dist.metadata["Name"]).lower()
+    wheel = Path(out_dir) / f"{stem}-{dist.version}-{tags[0] if tags else 'py3-none-any'}.whl"
+    entries: dict[str, bytes] = {}
+    record_name = ""
+    for file in files:
+        path = str(file).replace(os.sep, "/")
+        parts = path.split("/")
+        if path.startswith("../") or "__pycache__" in parts or path.endswith(".pyc"):
+            continue  # outside site-packages (scripts), or bytecode
+        if parts[0].endswith(".dist-info") and len(parts) == 2:
+            if parts[1] == "RECORD":
+                record_name = path
+            if parts[1] in _INSTALLER_FILES:
+                continue
+        entries[path] = Path(str(dist.locate_file(file))).read_bytes()
+    if not record_name:
+        raise ValueError(f"{name} {dist.version}: its installation has no RECORD file to rebuild a wheel from")
+    record = [f"{path},sha256={_digest(data)},{len(data)}" for path, data in sorted(entries.items())]
+    record.append(f"{record_name},,")
+    entries[record_name] = ("\n".join(record) + "\n").encode()
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    partial = wheel.with_name(wheel.name + f".{os.getpid()}.tmp")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(entries, key=lambda p: (p == record_name, p)):  # RECORD last, as wheels put it
+            info = zipfile.ZipInfo(path, _ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, entries[path])
+    partial.replace(wheel)  # atomic: a concurrent deploy never reads half a wheel
+    return wheel
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
 def _requirement(source: PackageSource, extras: Iterable[str]) -> str:
     extra = f"[{','.join(sorted(set(extras)))}]" if extras else ""
     if source.kind == "index":
-        return f"{source.name}{extra}=={source.version}"
+        raise AssertionError("index installs are shipped as rebuilt wheels")  # pragma: no cover
     if source.kind == "directory":
         return f"{source.name}{extra} @ file://{posixpath.join(REMOTE_SOURCE_ROOT, source.name)}"
     if source.kind == "archive":
@@ -153,6 +227,7 @@ def modalkit_install_steps(
     *,
     distributions: Sequence[str] = MODALKIT_DISTRIBUTIONS,
     pins: Sequence[str] = (),
+    wheel_dir: Path | None = None,
 ) -> list[ImageStep]:
     """The image steps that install the locally installed modalkit packages in the container.
 
@@ -160,6 +235,7 @@ def modalkit_install_steps(
         extras: Extras to install per distribution, e.g. ``{"modalkit-queue": ["sqs"]}``.
         distributions: Which distributions to install (all of modalkit by default).
         pins: Further requirements for the same ``pip install`` (e.g. ``modal==1.6.4``).
+        wheel_dir: Where wheels rebuilt from index installs are written (`default_wheel_dir` when ``None``).
 
     Returns:
         Copy steps for local sources (copied into the image, not mounted, so pip can run after them),
@@ -178,7 +254,11 @@ def modalkit_install_steps(
                     {"copy": True, "ignore": list(_SOURCE_IGNORE)},
                 )
             )
-        elif source.kind == "archive":
+        elif source.kind == "index":
+            # Not on any index the container could reach: ship what is installed here, as a wheel.
+            wheel = wheel_from_installed(name, wheel_dir or default_wheel_dir())
+            source = PackageSource(name, source.version, "archive", str(wheel))
+        if source.kind == "archive":
             remote = posixpath.join(REMOTE_SOURCE_ROOT, Path(source.location).name)
             steps.append(ImageStep("add_local_file", (source.location, remote), {"copy": True}))
         requirements.append(_requirement(source, extras.get(name, ())))

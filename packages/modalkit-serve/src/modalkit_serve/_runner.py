@@ -216,6 +216,21 @@ class LocalRunner:
             self._sender = self._build_sender()
         self._loader = asyncio.create_task(self._load_all(), name="modalkit-load-models")
 
+    async def reload_artefacts(self) -> dict[str, bool]:
+        """Call every loaded model's ``on_volume_reload`` between its batches (the local volume reload).
+
+        What Modal's ``volume_reload_interval_seconds`` does in a container, on demand: ``modalkit serve`` runs it
+        on SIGHUP. The models are reloaded one after another, each off the event loop; a failing hook is logged
+        and its model keeps serving the artefacts it had.
+
+        Returns:
+            Model name -> whether its hook succeeded.
+        """
+        results: dict[str, bool] = {}
+        for name, batcher in list(self._batchers.items()):
+            results[name] = await asyncio.to_thread(batcher.worker.on_volume_reload)
+        return results
+
     async def wait_ready(self) -> bool:
         """Wait until loading finished; returns `ready`."""
         if self._loader is not None:

@@ -7,9 +7,11 @@ a finder that knows Modal app files) and how they print an error; the arguments 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -235,7 +237,38 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started and not self.should_exit:
+            self._listen_for_reload()
             self._announce()
+
+    def _listen_for_reload(self) -> None:
+        """SIGHUP reloads every model's artefacts (`LocalRunner.reload_artefacts`), instead of ending the process.
+
+        The local trigger for what Modal does on ``volume_reload_interval_seconds``: swap a model file, then
+        ``kill -HUP <pid>``. Only whoever may signal the process can trigger it, so it needs no credentials.
+        """
+        runner = getattr(getattr(self.config.app, "state", None), "runner", None)
+        hangup = getattr(signal, "SIGHUP", None)
+        if not isinstance(runner, LocalRunner) or hangup is None:
+            return  # not a local runner, or no SIGHUP on this platform
+        local: LocalRunner = runner
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def run_reload() -> None:
+            logger.info("SIGHUP: reloading the artefacts of %d models", len(local.model_names))
+            results = await local.reload_artefacts()
+            failed = sorted(name for name, ok in results.items() if not ok)
+            if failed:
+                logger.error("SIGHUP: reload failed for %s; they keep their current artefacts", ", ".join(failed))
+            else:
+                logger.info("SIGHUP: reloaded %s", ", ".join(sorted(results)) or "no models")
+
+        def on_hangup() -> None:
+            task = loop.create_task(run_reload(), name="modalkit-reload-artefacts")
+            tasks.add(task)  # keep a reference until it is done
+            task.add_done_callback(tasks.discard)
+
+        loop.add_signal_handler(hangup, on_hangup)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

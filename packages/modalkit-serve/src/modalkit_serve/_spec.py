@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from modalkit_auth import build_authenticator
 from modalkit_config import Settings, config_files, load_settings
 from modalkit_pipeline import InferencePipeline, StreamingPipeline
+from modalkit_queue import QueueBackend
 from modalkit_serve._app import create_app
 from modalkit_serve._entries import check_model_entries
 from modalkit_serve._runner import LocalRunner
@@ -37,6 +38,8 @@ class ServiceSpec:
             else ``modalkit.yaml``; the CLI points ``MODALKIT_CONFIG`` at the app's folder when it holds one).
         input_model: Defaults to the pipeline's declared input model.
         output_model: Defaults to the pipeline's declared output model.
+        queue_backend: Where async results go instead of the backend ``queue_config`` names (a
+            `modalkit_queue.QueueBackend`); ``modalkit serve`` sets it from a ModalService's ``queue_backend``.
     """
 
     pipeline_cls: type[InferencePipeline[Any, Any]]
@@ -51,6 +54,8 @@ class ServiceSpec:
     """The ``--service`` it was chosen by, if any (the reload worker chooses the same one)."""
     finder: str | None = field(default=None, compare=False)
     """``module:function`` of the finder that found it, when not modalkit-serve's own (for the reload worker)."""
+    queue_backend: QueueBackend | None = field(default=None, compare=False)
+    """The backend async results go to instead of the one ``queue_config`` names (None: that one)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.pipeline_cls, type) and issubclass(self.pipeline_cls, InferencePipeline)):
@@ -84,7 +89,7 @@ def build_app(spec: ServiceSpec, *, freeze_gc: bool = False) -> FastAPI:
     settings = spec.resolve_settings()
     assert spec.input_model is not None
     assert spec.output_model is not None
-    runner = LocalRunner(spec.pipeline_cls, settings, freeze_gc=freeze_gc)
+    runner = LocalRunner(spec.pipeline_cls, settings, queue_backend=spec.queue_backend, freeze_gc=freeze_gc)
     authenticator = build_authenticator(settings.app_settings)
     chunk_model = spec.pipeline_cls.chunk_model() if issubclass(spec.pipeline_cls, StreamingPipeline) else None
     return create_app(runner, spec.input_model, spec.output_model, settings, authenticator, chunk_model=chunk_model)

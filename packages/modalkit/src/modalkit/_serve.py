@@ -84,7 +84,7 @@ def find_service(module: ModuleType, service: str | None = None) -> ServiceSpec:
         # Nothing the file defines can be a Modal object, so skip the Modal forms (and the seconds `import
         # modal` takes).
         raise _no_service(where, service, [])
-    from modalkit._service import check_service_class
+    from modalkit._service import check_service_class, queue_backend_of
     from modalkit._web import _user_class
 
     classes = _service_classes(module)
@@ -109,6 +109,7 @@ def find_service(module: ModuleType, service: str | None = None) -> ServiceSpec:
             input_model=endpoint.input_model,
             output_model=endpoint.output_model,
             config_files=user_cls.modal_utils.config_files,
+            queue_backend=queue_backend_of(user_cls),
         )
     if classes:
         user_cls = _choose(classes, service, "class", where)
@@ -117,6 +118,7 @@ def find_service(module: ModuleType, service: str | None = None) -> ServiceSpec:
             user_cls.inference_implementation,
             settings=user_cls.modal_utils.settings,
             config_files=user_cls.modal_utils.config_files,
+            queue_backend=queue_backend_of(user_cls),
         )
     raise _no_service(where, service, available)
 

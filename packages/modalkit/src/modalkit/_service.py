@@ -48,7 +48,14 @@ if TYPE_CHECKING:
     from modalkit_queue import QueueBackend, ReliableSender
     from modalkit_serve import Worker
 
-__all__ = ["BATCHED_METHOD", "LegacyQueueBackend", "ModalService", "check_service_class", "service_class"]
+__all__ = [
+    "BATCHED_METHOD",
+    "LegacyQueueBackend",
+    "ModalService",
+    "check_service_class",
+    "queue_backend_of",
+    "service_class",
+]
 
 logger = logging.getLogger("modalkit")
 
@@ -246,15 +253,7 @@ class ModalService:
     # -- helpers (plain methods: Modal only sees the lifecycle hooks and the batched method) ------------------
 
     def _queue_backend(self) -> QueueBackend | None:
-        backend = self.queue_backend
-        if backend is None:
-            return None  # ReliableSender.from_config builds the one queue_config names
-        if isinstance(backend, type):
-            backend = backend()
-        if not hasattr(backend, "send") and hasattr(backend, "send_message"):
-            return LegacyQueueBackend(backend)
-        queue_backend: QueueBackend = backend
-        return queue_backend
+        return queue_backend_of(self)
 
     def _run_requests(self, requests: Sequence[Any]) -> list[BaseModel]:
         worker = self._modalkit_worker
@@ -312,6 +311,22 @@ def _batched_method(cls: type[ModalService]) -> Any:
         "the request's job_id when it is an AsyncJobInput, else under a new id."
     )
     return process_request
+
+
+def queue_backend_of(owner: Any) -> QueueBackend | None:
+    """The backend a ModalService's ``queue_backend`` attribute names (both runtimes use it), or ``None`` for
+    the one ``queue_config`` names. ``owner`` is the class or an instance (the earlier ``__init__`` pattern sets
+    it on the instance). A class is instantiated; an earlier-style backend (``send_message``) is adapted with
+    `LegacyQueueBackend`."""
+    backend = owner.queue_backend
+    if backend is None:
+        return None
+    if isinstance(backend, type):
+        backend = backend()
+    if not hasattr(backend, "send") and hasattr(backend, "send_message"):
+        return LegacyQueueBackend(backend)
+    queue_backend: QueueBackend = backend
+    return queue_backend
 
 
 def service_class(app_cls: Any) -> type[ModalService] | None:

@@ -38,7 +38,8 @@ from modalkit._jobs import (
     job_index_name,
     read_index_entry,
 )
-from modalkit._service import BATCHED_METHOD, check_service_class, service_class
+from modalkit._service import BATCHED_METHOD, check_service_class
+from modalkit._service import service_class as _service_behind
 from modalkit_auth import new_job_id
 from modalkit_pipeline import AsyncInputModel, ItemError, SyncInputModel, is_failure
 from modalkit_serve import JobView, safe_error_message, same_owner
@@ -345,14 +346,14 @@ def service_class(app_cls: Any) -> Any:
 
         # The public Obj forwards attribute access to the user's instance; its class is on the wrapped object.
         return synchronizer._translate_out(synchronizer._translate_in(app_cls)._cls)  # type: ignore[no-untyped-call]
-    if not isinstance(app_cls, type) and not callable(getattr(app_cls, "_get_user_cls", None)):
+    if not isinstance(app_cls, type | modal.Cls):
         return type(app_cls)  # an instance of a plain ModalService subclass
     return app_cls
 
 
 def _user_class(app_cls: Any) -> type[Any]:
     """The user's `ModalService` subclass behind a ``modal.Cls`` (or the class itself)."""
-    user_cls = service_class(app_cls)
+    user_cls = _service_behind(app_cls)
     if user_cls is not None:
         return user_cls
     if isinstance(app_cls, type):

@@ -16,8 +16,10 @@ import pytest
 from modal._serialization import deserialize, serialize  # what Modal does to every input and result
 from modal.types import FunctionInfo
 from pydantic import BaseModel, ValidationError
+from pytest_mock import MockerFixture
 
 from modalkit import AsyncJobInput, ModalConfig, ModalService
+from modalkit._service import service_class
 from modalkit.errors import ServiceDefinitionError
 from modalkit.iomodel import AsyncInputModel, ItemError, SyncInputModel
 from modalkit_config import settings_from_dict
@@ -114,13 +116,12 @@ def test_each_subclass_batches_as_its_own_config_says(load_app: LoadApp) -> None
     assert (large.max_batch_size, large.wait_ms) == (64, 250)
 
 
-def test_cuda_error_stops_fetching_inputs(translation: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    stops: list[bool] = []
+def test_cuda_error_stops_fetching_inputs(translation: Any, mocker: MockerFixture) -> None:
     # Modal's side of stop_fetching_inputs (the container's input stream) is the one thing replaced.
-    monkeypatch.setattr(modal.experimental, "stop_fetching_inputs", lambda: stops.append(True))
+    stop = mocker.patch.object(modal.experimental, "stop_fetching_inputs")
     service = translation.TranslationApp(model_name="translation_model")
     results = service.process_request.local(_sync(translation, "hello", "gpu melt"))
-    assert stops == [True]
+    stop.assert_called_once_with()
     assert all(isinstance(r, ItemError) for r in results)
     [after] = service.process_request.local(_sync(translation, "hello"))
     assert isinstance(after, ItemError)  # the worker takes no more work on a broken GPU
@@ -239,60 +240,52 @@ class _Clock:
         return self.now
 
 
-class _FakeVolume:
-    """Modal's cloud side of a volume."""
-
-    def __init__(self) -> None:
-        self.reloads = 0
-
-    def reload(self) -> None:
-        self.reloads += 1
-
-
 def _raw_service(cls: Any, model_name: str) -> Any:
     """The user's class instance, as Modal's container builds it (no __init__, parameters set)."""
-    user_cls = cls._get_user_cls()
+    user_cls = service_class(cls)
+    assert user_cls is not None
     service = user_cls.__new__(user_cls)
     service.model_name = model_name
     return service
 
 
 def test_volumes_reload_on_the_interval_then_the_pipeline_hook_runs(
-    load_app: LoadApp, monkeypatch: pytest.MonkeyPatch
+    load_app: LoadApp, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
 ) -> None:
     module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
     clock = _Clock()
     monkeypatch.setattr("modalkit._service.time", clock)
-    volume = _FakeVolume()
-    module.config._volumes = {"/models": volume}
+    # The real Volume object the class mounts; only its reload (a call to Modal's servers) is replaced.
+    reload = mocker.patch.object(module.config.volumes["/models"], "reload")
     service = _raw_service(module.QueueApp, "translation_model")
     service.load_artefacts()
     try:
         batch = _sync(sys.modules["translation_pipeline"], "cat")
         service.process_request(batch)
-        assert volume.reloads == 0  # interval (30 s) not reached
+        assert reload.call_count == 0  # interval (30 s) not reached
         clock.now += 31
         service.process_request(batch)
-        assert volume.reloads == 1
+        assert reload.call_count == 1
         assert service._modalkit_worker.pipeline.reloads == 1  # on_volume_reload ran after the reload
         clock.now += 5
         service.process_request(batch)
-        assert volume.reloads == 1
+        assert reload.call_count == 1
     finally:
         service.drain()
 
 
-def test_no_reload_when_the_interval_is_unset(translation: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_reload_when_the_interval_is_unset(
+    translation: Any, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
+) -> None:
     clock = _Clock()
     monkeypatch.setattr("modalkit._service.time", clock)
-    reloads: list[bool] = []
-    monkeypatch.setattr(translation.config, "reload_volumes", lambda: reloads.append(True))
+    reload_volumes = mocker.patch.object(translation.config, "reload_volumes")
     service = _raw_service(translation.TranslationApp, "translation_model")
     service.load_artefacts()
     clock.now += 10**6
     service.process_request(_sync(translation, "cat"))
     service.drain()
-    assert reloads == []
+    reload_volumes.assert_not_called()
 
 
 def test_exit_hook_drains_pending_deliveries(load_app: LoadApp) -> None:

@@ -19,6 +19,7 @@ import httpx
 import modal
 import pytest
 from modal._serialization import deserialize, serialize  # what Modal does to every input
+from pytest_mock import MockerFixture
 
 from modalkit import MemoryJobIndex, ModalCalls, ModalDictJobIndex, ModalRunner, create_web_endpoints, job_index_name
 from modalkit._jobs import read_index_entry
@@ -363,24 +364,17 @@ async def test_a_retried_input_delivers_the_same_job_id_again(
 
 
 def test_the_job_index_is_a_modal_dict_named_after_the_app_and_built_on_first_use(
-    load_app: LoadApp, monkeypatch: pytest.MonkeyPatch
+    load_app: LoadApp, mocker: MockerFixture
 ) -> None:
-    made: list[tuple[str, dict[str, Any]]] = []
-    real_from_name = modal.Dict.from_name
-
-    def from_name(name: str, **kwargs: Any) -> modal.Dict:
-        made.append((name, kwargs))
-        return real_from_name(name, **kwargs)
-
-    monkeypatch.setattr(modal.Dict, "from_name", from_name)
+    from_name = mocker.spy(modal.Dict, "from_name")  # the real from_name runs; the spy records the calls
     module = load_app("modal_translation_app.py", FIXTURES / "web.yaml")
     app = create_web_endpoints(module.TranslationApp, module.TextInput, module.TextOutput)
     index = app.state.runner.job_index
     assert isinstance(index, ModalDictJobIndex)
     assert index.name == "web-dev-jobs"
-    assert made == []  # nothing at start-up: the Dict handle is made on the first async request
+    from_name.assert_not_called()  # nothing at start-up: the Dict handle is made on the first async request
     handle = index.modal_dict
-    assert made == [("web-dev-jobs", {"create_if_missing": True})]
+    from_name.assert_called_once_with("web-dev-jobs", create_if_missing=True)
     assert isinstance(handle, modal.Dict)
     assert repr(handle) == "modal.Dict.from_name('web-dev-jobs')"
     assert not handle._is_hydrated  # no network yet: Modal looks the Dict up (or creates it) on first use

@@ -54,8 +54,9 @@ def test_service_class_is_none_for_other_classes() -> None:
     assert service_class(_Plain) is None
 
 
-def test_function_info_tells_a_web_function_from_a_plain_one() -> None:
-    app = modal.App("contract-web")
+def _web_and_plain(app_name: str) -> tuple[Any, Any]:
+    """A web function (``@modal.asgi_app``) and a plain one, registered on a fresh app."""
+    app = modal.App(app_name)
 
     def web() -> None:
         return None
@@ -63,8 +64,11 @@ def test_function_info_tells_a_web_function_from_a_plain_one() -> None:
     def plain() -> int:
         return 1
 
-    web_fn: Any = app.function(serialized=True)(modal.asgi_app()(web))
-    plain_fn: Any = app.function(serialized=True)(plain)
+    return app.function(serialized=True)(modal.asgi_app()(web)), app.function(serialized=True)(plain)
+
+
+def test_function_info_tells_a_web_function_from_a_plain_one() -> None:
+    web_fn, plain_fn = _web_and_plain("contract-web")
     assert web_fn.info().web_info is not None
     assert plain_fn.info().web_info is None
 
@@ -72,16 +76,7 @@ def test_function_info_tells_a_web_function_from_a_plain_one() -> None:
 def test_a_web_function_is_recognised_inside_a_running_event_loop() -> None:
     # modal's blocking info() warns on a running loop (an error here); modalkit serve may load an app file from
     # async code, so the check runs info() off the loop.
-    app = modal.App("contract-loop")
-
-    def web() -> None:
-        return None
-
-    def plain() -> int:
-        return 1
-
-    web_fn: Any = app.function(serialized=True)(modal.asgi_app()(web))
-    plain_fn: Any = app.function(serialized=True)(plain)
+    web_fn, plain_fn = _web_and_plain("contract-loop")
 
     async def inside() -> tuple[bool, bool]:
         return _is_web_function(web_fn), _is_web_function(plain_fn)

@@ -139,3 +139,57 @@ def test_settings_customise_sources_can_reorder(project: Path, monkeypatch: pyte
 def test_explicit_values_still_validate_as_before() -> None:
     data: dict[str, Any] = {"app_settings": {"app_prefix": "x"}, "model_settings": {"model_entries": {"m": {}}}}
     assert Settings.model_validate(data).app_settings.app_prefix == "x"
+
+
+def test_an_environment_key_reaches_a_mixed_case_yaml_key(
+    project: Path, write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pydantic-settings lower-cases environment names; the entry is spelled MyModel in the YAML.
+    write("modalkit.yaml", MINIMAL_YAML.replace("m: {}", "MyModel: {size: 1}"))
+    monkeypatch.setenv("MODALKIT_MODEL_SETTINGS__MODEL_ENTRIES__MYMODEL__SIZE", "2")
+    settings = Settings()
+    assert settings.model_settings.model_entries == {"MyModel": {"size": 2}}
+    assert settings.model_settings.model_entries == load_settings().model_settings.model_entries
+
+
+def test_a_dotenv_key_reaches_a_mixed_case_yaml_key(project: Path, write: Write) -> None:
+    write("modalkit.yaml", MINIMAL_YAML.replace("m: {}", "MyModel: {size: 1}"))
+    env_file = write("x.env", "MODALKIT_MODEL_SETTINGS__MODEL_ENTRIES__mymodel__SIZE=3\n")
+    assert Settings(_env_file=env_file).model_settings.model_entries == {"MyModel": {"size": 3}}
+
+
+def test_a_new_environment_entry_is_lower_cased_like_the_loader_does(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODALKIT_MODEL_SETTINGS__MODEL_ENTRIES__OTHER__SIZE", "5")
+    assert set(Settings().model_settings.model_entries) == {"m", "other"}
+
+
+def test_image_environment_names_keep_their_case(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BUILD_CONFIG__ENV__HF_HOME", "/cache/hf")
+    assert Settings().app_settings.build_config.env == {"HF_HOME": "/cache/hf"}
+    assert Settings().app_settings.build_config.env == load_settings().app_settings.build_config.env
+
+
+def test_an_environment_value_error_names_its_variable(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE", "0")
+    with pytest.raises(ConfigValidationError) as info:
+        Settings()
+    [issue] = info.value.issues
+    assert issue.file == "$MODALKIT_APP_SETTINGS__BATCH_CONFIG__MAX_BATCH_SIZE"
+    assert issue.key_path == "app_settings.batch_config.max_batch_size"
+
+
+def test_a_dotenv_value_error_names_its_file_and_line(project: Path, write: Write) -> None:
+    env_file = write(
+        "x.env", "# comment\nMODALKIT_APP_SETTINGS__APP_PREFIX=ok\nMODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS=-5\n"
+    )
+    with pytest.raises(ConfigValidationError) as info:
+        Settings(_env_file=env_file)
+    [issue] = info.value.issues
+    assert (issue.file, issue.line, issue.key_path) == (str(env_file), 3, "app_settings.batch_config.wait_ms")
+
+
+def test_settings_uses_no_private_pydantic_settings_hook() -> None:
+    # `_settings_build_values` is pydantic-settings' internal step; overriding it broke on its signature changes.
+    assert "_settings_build_values" not in Settings.__dict__

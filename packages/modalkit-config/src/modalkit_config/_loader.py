@@ -178,7 +178,7 @@ def _warn_deprecations(build: _Build, stacklevel: int) -> None:
         )
 
 
-def merged_files(paths: StrPath | Sequence[StrPath] | None = None) -> _Build:
+def merged_files(paths: StrPath | Sequence[StrPath] | None = None, *, stacklevel: int = 6) -> _Build:
     """Read and deep-merge the YAML files `load_settings` would read (``MODALKIT_CONFIG`` from ``os.environ``).
 
     Deprecated keys are renamed (with a warning); nothing is validated. The settings source of
@@ -193,7 +193,7 @@ def merged_files(paths: StrPath | Sequence[StrPath] | None = None) -> _Build:
         _rename_deprecated(layer, build)
         _merge(build, layer)
     _resolve_paths(build)
-    _warn_deprecations(build, stacklevel=6)
+    _warn_deprecations(build, stacklevel=stacklevel)
     return build
 
 
@@ -208,7 +208,7 @@ def settings_error(exc: ValidationError, data: dict[str, Any], build: _Build | N
     for problem in problems_from(exc, data, raw):
         if any(problem.path[:end] in build.origins for end in range(len(problem.path), 0, -1)):
             origin = _origin_of(build.origins, problem.path, build.fallback_file)
-        else:
+        else:  # a source that records no origins (a secrets directory): name the top-level entry
             origin = _Origin("$" + ENV_PREFIX + "__".join(str(key).upper() for key in problem.path[:1]))
         issues.append(ConfigIssue(origin.file, format_key_path(problem.path), origin.line, problem.message))
     return ConfigValidationError(sorted(issues, key=lambda issue: _issue_order(build, issue)))

@@ -883,13 +883,13 @@ class Settings(BaseSettings):
                 return ConfigIssue(origin[0], format_key_path(key_path), origin[1], message)
         return ConfigIssue(self._source, format_key_path(key_path), None, message)
 
+    @model_validator(mode="before")
     @classmethod
-    def _settings_build_values(
-        cls, sources: tuple[PydanticBaseSettingsSource, ...], init_kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        values: dict[str, Any] = super()._settings_build_values(sources, init_kwargs)
-        _last_input.set(values)  # what was validated, for the error messages
-        return values
+    def _remember_input(cls, data: Any) -> Any:
+        # What is about to be validated (every source merged), for the error messages: pydantic's public hook,
+        # not pydantic-settings' internal build step.
+        _last_input.set(data if isinstance(data, dict) else None)
+        return data
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
@@ -909,11 +909,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        from modalkit_config._sources import YamlConfigSource
+        from pydantic_settings import EnvSettingsSource
+
+        from modalkit_config._sources import MatchedEnvSource, YamlConfigSource
 
         if _data_only.get():
             return (init_settings,)
-        return (init_settings, env_settings, dotenv_settings, file_secret_settings, YamlConfigSource(settings_cls))
+        yaml = YamlConfigSource(settings_cls)
+        env, dotenv = (
+            MatchedEnvSource(s, yaml) if isinstance(s, EnvSettingsSource) else s
+            for s in (env_settings, dotenv_settings)
+        )
+        return (init_settings, env, dotenv, file_secret_settings, yaml)
 
 
 known_queue_backends: contextvars.ContextVar[Collection[str] | None] = contextvars.ContextVar(

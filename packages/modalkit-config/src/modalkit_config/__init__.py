@@ -9,6 +9,7 @@ from importlib.metadata import version as _version
 from modalkit_config._loader import config_files, load_settings, settings_from_dict
 from modalkit_config._models import (
     MAX_QUEUE_NAME_LENGTH,
+    QUEUE_NAME_PATTERN,
     AppSettings,
     AuthConfig,
     BatchConfig,
@@ -42,6 +43,7 @@ __version__ = _version("modalkit-config")
 
 __all__ = [
     "MAX_QUEUE_NAME_LENGTH",
+    "QUEUE_NAME_PATTERN",
     "AppSettings",
     "AuthConfig",
     "BatchConfig",

@@ -57,9 +57,11 @@ __all__ = [
 _RESERVED_MOUNT_POINTS = frozenset({"/", "/root", "/tmp"})  # noqa: S108 - refused, not used
 _APP_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _BACKEND_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 MAX_QUEUE_NAME_LENGTH = 80
 """The longest queue name accepted (SQS's own limit; Redis accepts longer keys, but one rule serves both)."""
+QUEUE_NAME_PATTERN = rf"^([A-Za-z0-9_.:-]{{1,{MAX_QUEUE_NAME_LENGTH}}})?$"
+"""`queue_name_problem`'s rule as a JSON Schema pattern, the empty name (no delivery) included."""
+_QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

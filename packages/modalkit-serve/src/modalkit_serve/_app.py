@@ -20,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modalkit_auth import Authenticator
-from modalkit_config import ConfigError, ConfigIssue, Settings
+from modalkit_config import QUEUE_NAME_PATTERN, ConfigError, ConfigIssue, Settings
 from modalkit_pipeline import AsyncOutputModel, ItemError
 from modalkit_serve._asgi import (
     REQUEST_INFO_KEY,
@@ -274,6 +274,7 @@ def create_app(
                 definition["additionalProperties"] = False
     input_ref = refs[(input_model, "validation")]
     async_ref = refs[(routes.async_model, "validation")]
+    _document_queue_names(_schema_of(defs, async_ref), settings.app_settings.queue_config.allowed_queues)
     errors_doc: dict[int | str, dict[str, Any]] = {
         404: {"model": ErrorResponse, "description": "Unknown model_name."},
         413: {"model": ErrorResponse, "description": "Body larger than server_config.max_body_bytes."},
@@ -563,6 +564,18 @@ def _body_doc(schema: dict[str, Any], description: str, form: dict[str, Any] | N
         # Files as base64 in JSON, or uploaded as a form (Swagger's "Try it out" shows a file picker for it).
         content["multipart/form-data"] = form
     return {"requestBody": {"required": True, "description": description, "content": content}}
+
+
+def _document_queue_names(schema: dict[str, Any], allowed: Sequence[str] | None) -> None:
+    """State in the document the queue names `Routes.check_queues` accepts (empty: no delivery)."""
+    for field in ("success_queue", "failure_queue"):
+        prop = schema.get("properties", {}).get(field)
+        if prop is None:
+            continue
+        if allowed is not None:
+            prop["enum"] = ["", *allowed]
+        else:
+            prop["pattern"] = QUEUE_NAME_PATTERN
 
 
 def _schema_of(defs: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, Any]:

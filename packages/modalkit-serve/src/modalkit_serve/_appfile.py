@@ -187,6 +187,10 @@ def load_service(
     return spec
 
 
+RELOAD_URL_ENV = "MODALKIT_SERVE_RELOAD_URL"
+"""The URL the reloading server listens on, for the banner each reload worker logs."""
+
+
 def reload_environment(spec: ServiceSpec, log_level: str, log_format: str = "auto") -> dict[str, str]:
     """The environment the reload worker needs to load ``spec`` again (set over whatever is there)."""
     if spec.source is None:
@@ -207,7 +211,13 @@ def reload_factory() -> FastAPI:
         raise ServiceSpecError(f"{APP_ENV} is not set; start the server with `modalkit serve APP.py --reload`")
     finder = _import_finder(os.environ[FINDER_ENV]) if os.environ.get(FINDER_ENV) else None
     spec = load_service(path, service=os.environ.get(SERVICE_ENV) or None, finder=finder)
-    return build_app(spec, freeze_gc=True)
+    app = build_app(spec, freeze_gc=True)
+    url = os.environ.get(RELOAD_URL_ENV)
+    if url:  # each restart shows the banner again, with what this restart read
+        from modalkit_serve._service import log_banner  # _service imports this module
+
+        log_banner(spec, url)
+    return app
 
 
 def _import_finder(reference: str) -> Finder:

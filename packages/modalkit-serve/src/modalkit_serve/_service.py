@@ -21,7 +21,14 @@ from typing import Literal
 import uvicorn
 
 from modalkit_queue import check_backend
-from modalkit_serve._appfile import Finder, check_config_flag, load_service, reload_environment, use_config_beside
+from modalkit_serve._appfile import (
+    RELOAD_URL_ENV,
+    Finder,
+    check_config_flag,
+    load_service,
+    reload_environment,
+    use_config_beside,
+)
 from modalkit_serve._http import edge_protocol
 from modalkit_serve._journal import JobJournal
 from modalkit_serve._logging import LOG_FORMATS, configure_logging, shutdown_logging
@@ -316,6 +323,8 @@ def _write_port(path: Path, port: int) -> None:
 
 def _run_reload(spec: ServiceSpec, host: str, port: int, level: str, log_format: str) -> None:
     os.environ.update(reload_environment(spec, level, log_format))
+    shown = f"[{host}]" if ":" in host else host
+    os.environ[RELOAD_URL_ENV] = f"http://{shown}:{port}"
     assert spec.source is not None
     uvicorn.run(
         "modalkit_serve._appfile:reload_factory",
@@ -324,6 +333,8 @@ def _run_reload(spec: ServiceSpec, host: str, port: int, level: str, log_format:
         port=port,
         reload=True,
         reload_dirs=[str(spec.source.parent)],
+        # The config beside the app file counts as much as its code (uvicorn watches only *.py by default).
+        reload_includes=["*.py", "*.yaml", "*.yml"],
         log_config=None,
         access_log=False,
     )

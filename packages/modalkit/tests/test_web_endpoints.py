@@ -428,7 +428,26 @@ async def test_a_failed_modal_call_is_a_json_error_not_a_stack_trace(load_app: L
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://modal.test") as c:
         r = await c.post("/predict_sync?model_name=translation_model", json={"text": "cat"}, headers=KEY)
     assert r.status_code == 500
-    assert r.json()["error"] == "the Modal call failed: ConnectionError: modal unreachable"
+    assert r.json()["error"] == "the Modal call failed (ConnectionError); the server log has the details"
+
+
+class _LoadFailedCalls(LocalCalls):
+    async def remote(self, method: Any, request: Any) -> Any:
+        raise FileNotFoundError("[Errno 2] No such file or directory: '/root/models/translation/weights.bin'")
+
+
+async def test_a_failed_modal_call_shows_callers_no_server_path(
+    load_app: LoadApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A model that fails in @modal.enter fails every call with the container's own message, paths and all.
+    module = load_app("modal_translation_app.py", FIXTURES / "web.yaml")
+    app = create_web_endpoints(module.TranslationApp, module.TextInput, module.TextOutput, calls=_LoadFailedCalls())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://modal.test") as c:
+        r = await c.post("/predict_sync?model_name=translation_model", json={"text": "cat"}, headers=KEY)
+    assert r.status_code == 500
+    assert "/root" not in r.text
+    assert "weights.bin" not in r.text
+    assert "weights.bin" in caplog.text  # the operator still sees why
 
 
 class _OddCalls(LocalCalls):

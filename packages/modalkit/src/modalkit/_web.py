@@ -262,8 +262,13 @@ def _job_request(request: AsyncInputModel[Any], job_id: str) -> AsyncJobInput[An
 
 
 def _call_failed(exc: BaseException) -> ItemError:
-    # The call itself failed (network, container lost, ...): the server's problem, never the input's.
-    return ItemError(error=f"the Modal call failed: {safe_error_message(exc)}", kind="internal")
+    # The call itself failed (network, container lost, a model that failed in @modal.enter, ...): the server's
+    # problem, never the input's. Its message can name files inside the container, so callers get the exception's
+    # type only; the log has the whole message.
+    logger.error("the Modal call failed: %s", safe_error_message(exc))
+    return ItemError(
+        error=f"the Modal call failed ({type(exc).__name__}); the server log has the details", kind="internal"
+    )
 
 
 # --- create_web_endpoints ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The modal behaviour modalkit's source relies on, pinned against the installed modal package.
 
-modalkit uses no private modal API (a test below scans its source). Where it leans on public behaviour that
+modalkit uses one private modal API, in one guarded adapter (`_web._modal_cls_of_instance`; a test below scans
+the source for any other). Where it leans on public behaviour that
 modal documents only loosely, that behaviour is stated here, so a modal upgrade that changes it fails these
 tests by name rather than breaking ``modalkit serve`` or ``create_web_endpoints`` somewhere downstream.
 """
@@ -17,6 +18,7 @@ import modal
 from modalkit import ModalService
 from modalkit._serve import _is_web_function
 from modalkit._service import service_class
+from modalkit._web import _modal_cls_of_instance
 
 from .conftest import FIXTURES, LoadApp
 
@@ -93,3 +95,24 @@ def test_the_modalkit_source_uses_no_private_modal_api() -> None:
         if PRIVATE.search(line)
     ]
     assert not found, found
+
+
+def test_the_one_private_modal_access_finds_the_cls_behind_an_instance(load_app: LoadApp) -> None:
+    # modal has no public way from an instance (`TranslationApp()`) to its Cls: _web._modal_cls_of_instance is
+    # the one guarded adapter, pinned here so a modal upgrade that moves it fails by name.
+    module = load_app("modal_translation_app.py", FIXTURES / "translation.yaml")
+    assert _modal_cls_of_instance(module.TranslationApp()) is module.TranslationApp
+
+
+def test_modal_internals_are_reached_only_through_the_one_adapter() -> None:
+    uses = [
+        (path.name, n)
+        for path in SOURCE.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "synchronizer" in line or "modal._utils" in line
+    ]
+    assert uses
+    assert {name for name, _ in uses} == {"_web.py"}
+    web = (SOURCE / "_web.py").read_text()
+    adapter = web[web.index("def _modal_cls_of_instance") : web.index("def _user_class")]
+    assert web.count("synchronizer") == adapter.count("synchronizer")

@@ -347,13 +347,32 @@ def service_class(app_cls: Any) -> Any:
     import modal
 
     if isinstance(app_cls, modal.cls.Obj):
-        from modal._utils.async_utils import synchronizer
-
-        # The public Obj forwards attribute access to the user's instance; its class is on the wrapped object.
-        return synchronizer._translate_out(synchronizer._translate_in(app_cls)._cls)  # type: ignore[no-untyped-call]
+        return _modal_cls_of_instance(app_cls)
     if not isinstance(app_cls, type | modal.Cls):
         return type(app_cls)  # an instance of a plain ModalService subclass
     return app_cls
+
+
+def _modal_cls_of_instance(obj: Any) -> Any:
+    """The ``modal.Cls`` an instance (``TranslationApp()``) was made from.
+
+    modal 1.x has no public way to this (an ``Obj`` forwards attribute reads to the user's instance, not to its
+    ``Cls``), so this is modalkit's one use of a private modal API, kept here alone and guarded:
+    ``test_modal_contract.py`` pins it, and a modal release that moves it gets a message, not an AttributeError.
+
+    Raises:
+        TypeError: this modal version keeps the class elsewhere (pass the class itself instead).
+    """
+    try:
+        from modal._utils.async_utils import synchronizer
+
+        wrapped = synchronizer._translate_in(obj)  # type: ignore[no-untyped-call]
+        return synchronizer._translate_out(wrapped._cls)  # type: ignore[no-untyped-call]
+    except (ImportError, AttributeError) as exc:
+        raise TypeError(
+            "create_web_endpoints: cannot find the class behind this instance with this modal version "
+            f"({type(exc).__name__}: {exc}); pass the @app.cls class itself, e.g. app_cls=TranslationApp"
+        ) from None
 
 
 def _user_class(app_cls: Any) -> type[Any]:

@@ -53,13 +53,27 @@ async def one(b: Batcher, text: str) -> Any:
     return await asyncio.wait_for(b.result(b.submit(ToyInput(text=text))), GUARD)
 
 
+async def asleep(b: Batcher) -> None:
+    """Until the batch thread went back to sleep after its last batch.
+
+    Only an idle model runs inline. The thread hands a batch's results back before it goes to sleep, so on a
+    loaded machine the caller's next item can reach the queue while the thread is still awake, and it takes it.
+    """
+    deadline = time.monotonic() + GUARD
+    while not b._idle:
+        assert time.monotonic() < deadline, "the batch thread never went idle"
+        await asyncio.sleep(0.001)
+
+
 async def test_a_fast_model_runs_on_the_event_loop_after_warm_up() -> None:
     pipeline = ThreadRecordingPipeline()
     b = make(pipeline, timeout_seconds=30)
     b.start()
     loop_thread = threading.get_ident()
     try:
-        results = [await one(b, f"t{i}") for i in range(10)]
+        results = [await one(b, f"t{i}") for i in range(4)]
+        await asleep(b)
+        results += [await one(b, f"t{i}") for i in range(4, 10)]
     finally:
         await b.close(GUARD)
 
@@ -77,6 +91,7 @@ async def test_an_inline_batch_keeps_every_semantic_of_a_threaded_one() -> None:
     try:
         for i in range(4):
             await one(b, f"w{i}")
+        await asleep(b)
         items = b.submit_many([ToyInput(text=t) for t in ("a", "item-error", "c")])
         results = await asyncio.wait_for(asyncio.gather(*(b.result(i) for i in items)), GUARD)
     finally:
@@ -97,7 +112,10 @@ async def test_one_slow_inline_batch_turns_inline_running_off(caplog: pytest.Log
     b.start()
     loop_thread = threading.get_ident()
     try:
-        for i in range(6):
+        for i in range(4):
+            await one(b, f"w{i}")
+        await asleep(b)
+        for i in range(4, 6):
             await one(b, f"w{i}")
         assert pipeline.threads[-1] == loop_thread
         with caplog.at_level("INFO", logger="modalkit.batcher"):
@@ -151,6 +169,7 @@ async def test_an_inline_batch_that_overruns_the_timeout_answers_with_a_timeout(
     try:
         for i in range(6):
             await one(b, f"w{i}")
+        await asleep(b)
         with pytest.raises(RequestTimeoutError):
             await one(b, "slow")
     finally:

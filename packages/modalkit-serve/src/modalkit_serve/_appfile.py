@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import linecache
+import logging
 import os
 import sys
 import traceback
@@ -33,6 +34,7 @@ __all__ = [
     "find_spec",
     "load_app_file",
     "load_service",
+    "log_banner",
     "reload_environment",
     "reload_factory",
     "use_config_beside",
@@ -203,6 +205,22 @@ def reload_environment(spec: ServiceSpec, log_level: str, log_format: str = "aut
     return env
 
 
+def log_banner(spec: ServiceSpec, base_url: str) -> None:
+    """One INFO record: the models served, the /docs and /metrics URLs, and the config files read."""
+    settings = spec.resolve_settings()
+    models = list(settings.model_settings.model_entries)
+    files = [str(p) for p in spec.config_files]
+    docs, metrics = f"{base_url}/docs", f"{base_url}/metrics"
+    logging.getLogger("modalkit.serve").info(
+        "models: %s | docs: %s | metrics: %s | config: %s",
+        ", ".join(models),
+        docs,
+        metrics,
+        ", ".join(files) or "none (settings given in the app file)",
+        extra={"models": models, "docs_url": docs, "metrics_url": metrics, "config_files": files},
+    )
+
+
 def reload_factory() -> FastAPI:
     """The app factory uvicorn's reloader imports in each fresh worker process (``serve --reload``)."""
     configure_logging(os.environ.get(LOG_LEVEL_ENV, "INFO"), log_format=os.environ.get(LOG_FORMAT_ENV, "auto"))
@@ -214,8 +232,6 @@ def reload_factory() -> FastAPI:
     app = build_app(spec, freeze_gc=True)
     url = os.environ.get(RELOAD_URL_ENV)
     if url:  # each restart shows the banner again, with what this restart read
-        from modalkit_serve._service import log_banner  # _service imports this module
-
         log_banner(spec, url)
     return app
 

@@ -26,6 +26,7 @@ from modalkit_serve._appfile import (
     Finder,
     check_config_flag,
     load_service,
+    log_banner,
     reload_environment,
     use_config_beside,
 )
@@ -284,22 +285,6 @@ class _Server(uvicorn.Server):
         with super().capture_signals():
             yield
             shutdown_logging()
-
-
-def log_banner(spec: ServiceSpec, base_url: str) -> None:
-    """One INFO record: the models served, the /docs and /metrics URLs, and the config files read."""
-    settings = spec.resolve_settings()
-    models = list(settings.model_settings.model_entries)
-    files = [str(p) for p in spec.config_files]
-    docs, metrics = f"{base_url}/docs", f"{base_url}/metrics"
-    logger.info(
-        "models: %s | docs: %s | metrics: %s | config: %s",
-        ", ".join(models),
-        docs,
-        metrics,
-        ", ".join(files) or "none (settings given in the app file)",
-        extra={"models": models, "docs_url": docs, "metrics_url": metrics, "config_files": files},
-    )
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -97,5 +97,9 @@ def test_sighup_reloads_every_model_on_a_running_server(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "the models did not reload after SIGHUP"
                 time.sleep(0.05)
             assert (client.get("/ready")).status_code == 200
+            # The log is written by a background thread: wait for the record rather than read it at once.
+            while "SIGHUP: reloaded" not in server.stderr():
+                assert time.monotonic() < deadline, "no log record of the reload"
+                time.sleep(0.05)
         log = server.stderr()
     assert "SIGHUP: reloading the artefacts of 2 models" in log

@@ -16,7 +16,7 @@ from pytest_mock import MockerFixture
 
 from modalkit import ModalConfig
 from modalkit._image import ImageStep
-from modalkit_config import ModalkitDeprecationWarning, load_settings, settings_from_dict
+from modalkit_config import ConfigValidationError, ModalkitDeprecationWarning, load_settings, settings_from_dict
 
 from .conftest import FIXTURES, LoadApp
 
@@ -269,9 +269,9 @@ def test_this_suite_turns_modal_deprecations_into_errors(request: pytest.Fixture
 @pytest.mark.parametrize(
     ("image", "tag", "reference"),
     [
-        ("python:3.11-slim", "latest", "python:3.11-slim"),
+        ("docker.io/library/python:3.11-slim", "latest", "docker.io/library/python:3.11-slim"),
         ("ghcr.io/org/img:1.2", "latest", "ghcr.io/org/img:1.2"),
-        ("img@sha256:" + "a" * 64, "latest", "img@sha256:" + "a" * 64),
+        ("ghcr.io/org/img@sha256:" + "a" * 64, "latest", "ghcr.io/org/img@sha256:" + "a" * 64),
         ("registry:5000/img", "latest", "registry:5000/img:latest"),
         ("registry:5000/img", "2.0", "registry:5000/img:2.0"),
         ("nvidia/cuda", "12.2.0-runtime-ubuntu22.04", "nvidia/cuda:12.2.0-runtime-ubuntu22.04"),
@@ -284,6 +284,26 @@ def test_registry_reference_gets_the_tag_only_when_it_has_neither_tag_nor_digest
     steps = ModalConfig(settings_from_dict(data), config_files=[]).image_plan()
     assert steps[0].method == "from_registry"
     assert steps[0].args == (reference,)
+
+
+@pytest.mark.parametrize("image", ["python:3.11-slim", "python", "test-image"])
+def test_a_plain_image_name_is_refused_at_its_line_naming_both_replacements(tmp_path: Path, image: str) -> None:
+    # The earlier modalkit built debian_slim for an image without a "/", whatever it said; pulling it instead would
+    # change a migrating user's image silently, so the name must say which one it means.
+    path = tmp_path / "modalkit.yaml"
+    path.write_text(
+        "app_settings:\n  app_prefix: mini\n  build_config:\n"
+        f"    image: {image!r}\n"
+        "model_settings:\n  model_entries: {m: {}}\n"
+    )
+    config = ModalConfig(load_settings(path), config_files=[])
+    with pytest.raises(ConfigValidationError) as caught:
+        config.image_plan()
+    message = str(caught.value)
+    assert message.startswith(f"{path}:4: app_settings.build_config.image: "), message
+    assert f"docker.io/library/{image}" in message
+    assert "debian_slim" in message
+    assert "\n" not in message
 
 
 def _deployment(**keys: Any) -> ModalConfig:

@@ -244,9 +244,10 @@ class BuildConfig(_Model):
     """How the container image is built."""
 
     image: str | None = None
-    """Registry image to start from (e.g. `python:3.11-slim`); null builds on Modal's debian_slim."""
+    """Registry image to start from, with its registry (e.g. `docker.io/library/python:3.11-slim`,
+    `nvidia/cuda`); a name without a `/` is refused when the image is built; null builds on Modal's debian_slim."""
     tag: str = "latest"
-    """Tag appended to `image` when it names neither a tag nor a digest (`python:3.11-slim` is used as is)."""
+    """Tag appended to `image` when it names neither a tag nor a digest (`...python:3.11-slim` is used as is)."""
     python_version: str | None = None
     """Python version for debian_slim or to add to a registry image (quote it in YAML: "3.11")."""
     workdir: str = "/root"

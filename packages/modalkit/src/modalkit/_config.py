@@ -185,6 +185,7 @@ class ModalConfig:
         python = build.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
         steps: list[ImageStep] = []
         if build.image:
+            self._refuse_plain_image_name(build.image)
             steps.append(ImageStep("from_registry", (image_reference(build.image, build.tag),), {"add_python": python}))
         else:
             steps.append(ImageStep("debian_slim", kwargs={"python_version": python}))
@@ -379,6 +380,23 @@ class ModalConfig:
                 f"only as a class decorator. Put `@config.concurrent()` between `@app.cls(...)` and `class {name}`, "
                 "or write `@config.cls(app)` instead of `@app.cls(...)`"
             )
+
+    def _refuse_plain_image_name(self, image: str) -> None:
+        """An image without a ``/`` meant Modal's debian_slim in the earlier modalkit, whatever it named; pulling
+        it now would change a migrating user's image without a word, so the name must say which one it means.
+
+        Raises:
+            ConfigValidationError: at the key's file and line, naming both replacements.
+        """
+        if "/" in image:
+            return
+        from modalkit_config import ConfigValidationError
+
+        message = (
+            f"{image!r} names no registry; the earlier modalkit built Modal's debian_slim for such a name. Write "
+            f"'docker.io/library/{image}' to pull it from Docker Hub, or remove `image` to build on debian_slim"
+        )
+        raise ConfigValidationError([self.settings.issue_at(("app_settings", "build_config", "image"), message)])
 
     def _note_service(self, user_cls: type[Any]) -> None:
         """Called by `ModalService` for each subclass whose ``modal_utils`` is this config."""

@@ -22,7 +22,7 @@ EXAMPLES = sorted(
 
 
 # The examples' own model libraries are root dev dependencies: the package's isolated venv lacks them.
-MODEL_LIBRARIES = {"sentiment": "vaderSentiment", "digits": "joblib"}
+MODEL_LIBRARIES = {"sentiment": "vaderSentiment", "digits": "joblib", "realtime_analytics": "sklearn"}
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

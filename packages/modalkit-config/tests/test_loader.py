@@ -580,6 +580,26 @@ def test_relative_paths_resolve_against_the_file_that_set_them(tmp_path: Path, m
     assert Settings(_env_file=None).model_settings.local_model_repository_folder == str(base.parent / "models")
 
 
+def test_a_relative_journal_path_lands_beside_the_file_that_set_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "project" / "modalkit.yaml"
+    base.parent.mkdir()
+    journal = "  app_prefix: demo\n  server_config:\n    journal_path: .modalkit/jobs.sqlite"
+    base.write_text(MINIMAL_YAML.replace("  app_prefix: demo", journal))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    settings = load_settings(base, env={}, env_file=None)
+    assert settings.app_settings.server_config.journal_path == str(base.parent / ".modalkit" / "jobs.sqlite")
+
+    base.write_text(base.read_text().replace(".modalkit/jobs.sqlite", '":memory:"'))
+    assert load_settings(base, env={}, env_file=None).app_settings.server_config.journal_path == ":memory:"
+    from_env = {"MODALKIT_APP_SETTINGS__SERVER_CONFIG__JOURNAL_PATH": "jobs.sqlite"}
+    assert load_settings(base, env=from_env, env_file=None).app_settings.server_config.journal_path == "jobs.sqlite"
+
+
 def test_a_relative_path_from_an_environment_variable_stays_relative_to_the_working_directory(write: Write) -> None:
     path = write("modalkit.yaml", MINIMAL_YAML)
     env = {"MODALKIT_MODEL_SETTINGS__LOCAL_MODEL_REPOSITORY_FOLDER": "models"}

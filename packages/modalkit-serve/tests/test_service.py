@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -515,3 +516,30 @@ def test_keep_running_serves_the_other_models_and_shows_callers_no_path(tmp_path
     assert str(tmp_path) not in bad.text
     assert str(tmp_path) not in ready.text
     assert "private/weights.bin" in server.stderr()  # the operator still sees the cause
+
+
+@pytest.mark.e2e
+def test_a_relative_journal_path_lands_beside_the_config_not_in_the_working_directory(tmp_path: Path) -> None:
+    app = write_app(tmp_path / "svc")
+    config = app.parent / "modalkit.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "server_config: {drain_timeout_seconds: 60}",
+            "server_config: {drain_timeout_seconds: 60, journal_path: .modalkit/jobs.sqlite}",
+        )
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with ServedProcess(app, log_dir=tmp_path, cwd=elsewhere) as server:
+        response = httpx.post(
+            f"{server.url}/predict_async", json={"message": {"text": "t"}, "success_queue": "done"}, timeout=10
+        )
+        assert response.status_code == 202
+        job_id = response.json()["job_id"]
+        server.stop()
+
+    journal = app.parent / ".modalkit" / "jobs.sqlite"
+    assert journal.is_file(), sorted(p.name for p in tmp_path.rglob("*.sqlite*"))
+    assert not list(elsewhere.iterdir())  # nothing in the server's working directory
+    with sqlite3.connect(journal) as conn:
+        assert conn.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone() == ("delivered",)

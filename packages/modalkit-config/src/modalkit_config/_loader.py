@@ -454,7 +454,10 @@ def _resolve_paths(build: _Build) -> None:
 
     Paths from environment variables (and ``.env``) keep the working directory as their base.
     """
-    candidates: list[KeyPath] = [("model_settings", "local_model_repository_folder")]
+    candidates: list[KeyPath] = [
+        ("model_settings", "local_model_repository_folder"),
+        ("app_settings", "server_config", "journal_path"),
+    ]
     mounts = _get_path(build.data, ("app_settings", "deployment_config", "mounts"))
     if isinstance(mounts, list):
         candidates += [("app_settings", "deployment_config", "mounts", i, "local_path") for i in range(len(mounts))]
@@ -467,7 +470,13 @@ def _resolve_paths(build: _Build) -> None:
                 parent = parent[key] if isinstance(parent, list) and isinstance(key, int) else None
         value = parent.get(path[-1]) if isinstance(parent, dict) else None
         origin = _origin_of(build.origins, path, "")
-        if isinstance(value, str) and value and origin.file in build.yaml_files and not Path(value).is_absolute():
+        if (
+            isinstance(value, str)
+            and value
+            and value != ":memory:"  # SQLite's name for no file (server_config.journal_path)
+            and origin.file in build.yaml_files
+            and not Path(value).is_absolute()
+        ):
             parent[path[-1]] = str(Path(origin.file).resolve().parent / value)
 
 

@@ -755,10 +755,15 @@ class ServerConfig(_Model):
     journal_path: str | None = None
     """SQLite file (WAL mode) where `modalkit serve` records every accepted async job before answering 202,
     and each state change until delivery; ``null`` keeps jobs in memory only (lost on a crash). ``":memory:"``
-    is an in-memory SQLite journal. Two servers cannot share one file (the second refuses to start)."""
+    is an in-memory SQLite journal. A relative path is relative to the YAML file that sets it (from an
+    environment variable: to the working directory), so ``.modalkit/jobs.sqlite`` in the modalkit.yaml beside
+    the app puts the journal beside the app whatever the working directory; missing folders are created. Two
+    servers cannot share one file (the second refuses to start)."""
     journal_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    """Journal durability: ``NORMAL`` survives a process crash (kill -9, OOM); ``FULL`` also survives power loss
-    (an fsync per group commit)."""
+    """Journal durability (SQLite's ``synchronous``): ``NORMAL`` keeps every committed job through a process
+    crash (kill -9, an OOM kill), since the commit is in the operating system's cache; a power loss or kernel
+    crash can lose the last commits. ``FULL`` also keeps them through a power loss, at the price of an fsync
+    per group commit."""
 
     @field_validator("log_level")
     @classmethod

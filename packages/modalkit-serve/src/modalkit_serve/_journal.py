@@ -470,6 +470,7 @@ class JobJournal:
 def _lock(path: str) -> int:
     lock_path = path + ".lock"
     try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # e.g. .modalkit/ beside the app, on first start
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise JournalError(f"job journal {path}: cannot create its lock file {lock_path}: {exc}") from None

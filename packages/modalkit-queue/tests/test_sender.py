@@ -537,3 +537,30 @@ def test_the_configured_default_retry_budget_rides_out_a_minute_long_outage() ->
     mean_total = sum(caps.backoff(n) for n in range(1, policy.max_attempts)) / 2
     assert mean_total >= 2 * retry.max_elapsed_seconds
     assert policy.max_elapsed_seconds == retry.max_elapsed_seconds
+
+
+class GatedQueue(GatedBackend):
+    """Holds the sends to one queue until the gate opens; the others go at once."""
+
+    async def send(self, queue_name: str, message: str) -> None:
+        if queue_name == "held":
+            await super().send(queue_name, message)
+        else:
+            self.delivered.append(message)
+
+
+def test_wait_for_jobs_returns_once_those_jobs_are_settled_whatever_else_is_pending(dead_letters: Path) -> None:
+    backend = GatedQueue()
+    with ReliableSender(backend, retry=FAST, dead_letter_file=dead_letters) as sender:
+        sender.submit("held", msg("held"), "job-held")
+        sender.submit("free", msg(1), "job-1")
+        sender.submit("free", msg(2), "job-2")
+
+        assert sender.wait_for_jobs(["job-1", "job-2", "job-never-submitted"], timeout=10) == set()
+        assert sorted(json.loads(m)["job_id"] for m in backend.delivered) == ["job-1", "job-2"]
+        assert sender.pending == 1
+        assert sender.wait_for_jobs(["job-held", "job-1"], timeout=0.05) == {"job-held"}
+
+        backend.gate.set()
+        assert sender.wait_for_jobs(["job-held"], timeout=10) == set()
+    assert len(backend.delivered) == 3

@@ -299,6 +299,26 @@ def test_exit_hook_drains_pending_deliveries(load_app: LoadApp) -> None:
     assert len(module.BACKEND.messages("drained")) == 20
 
 
+@pytest.mark.filterwarnings(LOCAL_VOLUME_WARNING)
+def test_async_results_reach_the_queue_before_process_request_returns(load_app: LoadApp) -> None:
+    module = load_app("modal_queue_app.py", FIXTURES / "queue.yaml")
+    text_input = sys.modules["translation_pipeline"].TextInput
+    job = _job_input(text_input)
+    requests = [
+        job(message=text_input(text="cat"), success_queue="slow", job_id="job-cat"),
+        job(message=text_input(text="boom"), failure_queue="slow-failed", job_id="job-boom"),
+        _sync(sys.modules["translation_pipeline"], "hello")[0],
+    ]
+
+    results = module.SlowQueueApp(model_name="translation_model").process_request.local(requests)
+
+    # Nothing drained the container's outbox (no exit hook ran): a container lost now, after the return that
+    # Modal records as the call's result, must lose no delivery. So each result is with the queue already.
+    assert [r.status for r in results] == ["success", "error", "success"]
+    assert [json.loads(m)["job_id"] for m in module.SLOW.messages("slow")] == ["job-cat"]
+    assert [json.loads(m)["job_id"] for m in module.SLOW.messages("slow-failed")] == ["job-boom"]
+
+
 # --- definition errors ----------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -189,6 +189,9 @@ class ReliableSender:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
+        # Messages pending per job id, for `wait_for_jobs` (a job may have more than one in flight).
+        self._pending_jobs: dict[str, int] = {}
+        self._job_waiters = 0
         # Handed over by submit() under the lock, moved onto the loop's queue by _accept().
         self._inbox: list[_Item] = []
         self._wake_scheduled = False
@@ -400,6 +403,7 @@ class ReliableSender:
             if self._pending >= self.outbox_size:
                 raise OutboxFullError(self.outbox_size)
             self._pending += 1
+            self._pending_jobs[job_id] = self._pending_jobs.get(job_id, 0) + 1
             self._inbox.append(item)
             # One wake-up per burst: a self-pipe write and a loop wake-up per message would cost more than
             # the rest of the hand-over put together.
@@ -426,6 +430,24 @@ class ReliableSender:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
+    def wait_for_jobs(self, job_ids: Iterable[str], timeout: float | None = None) -> set[str]:
+        """Wait until every message of these jobs is delivered or dead-lettered (others may still be pending).
+
+        Where the process may vanish without running its exit hooks (a Modal container that is lost), a caller
+        waits here before it reports the jobs as done, so nothing it reported lives only in this outbox.
+
+        Returns:
+            The job ids still pending when ``timeout`` ran out (empty: all of them are settled).
+        """
+        wanted = set(job_ids)
+        with self._idle:
+            self._job_waiters += 1
+            try:
+                self._idle.wait_for(lambda: wanted.isdisjoint(self._pending_jobs), timeout)
+                return wanted.intersection(self._pending_jobs)
+            finally:
+                self._job_waiters -= 1
+
     # -- delivery side (the sender's loop thread) -------------------------------------------------------------
 
     def _accept(self) -> None:
@@ -441,7 +463,10 @@ class ReliableSender:
         self._live.discard(item)
         with self._idle:
             self._pending -= 1
-            if self._pending == 0:
+            left = self._pending_jobs.pop(item.job_id, 1) - 1
+            if left:
+                self._pending_jobs[item.job_id] = left
+            if self._pending == 0 or (not left and self._job_waiters):
                 self._idle.notify_all()
 
     def _emit(self, event: DeliveryEvent) -> None:

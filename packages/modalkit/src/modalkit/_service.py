@@ -268,7 +268,29 @@ class ModalService:
             if isinstance(item, AsyncInputModel)
         }
         # Each input is a call of its own: a failed one reports index 0, not its place in Modal's batch.
-        return worker.run_messages([item.message for item in items], async_jobs, [0] * len(items))
+        results = worker.run_messages([item.message for item in items], async_jobs, [0] * len(items))
+        if async_jobs:
+            self._wait_for_deliveries([job_id for _, job_id in async_jobs.values()])
+        return results
+
+    def _wait_for_deliveries(self, job_ids: list[str]) -> None:
+        """Return only once the queue has these results: a container lost after the return loses none of them.
+
+        The sender's outbox is this container's memory, and Modal may lose the container (preemption, a crash,
+        scale-down without the exit hook) at any moment after the batch returned. A queue slower than
+        ``drain_timeout_seconds`` leaves the rest to the sender (and the result in the FunctionCall).
+        """
+        timeout = self.modal_utils.app_settings.server_config.drain_timeout_seconds
+        left = self._modalkit_sender.wait_for_jobs(job_ids, timeout)
+        if left:
+            logger.error(
+                "async results of %d job(s) not yet acknowledged by the queue after %ss; still being retried from "
+                "this container's memory (lost if the container is): %s",
+                len(left),
+                timeout,
+                ", ".join(sorted(left)),
+                extra={"job_ids": sorted(left)},
+            )
 
     def _reload_volumes_if_due(self, worker: Worker) -> None:
         config = self.modal_utils

@@ -35,11 +35,13 @@ def test_the_web_function_names_the_class_and_models(monkeypatch: pytest.MonkeyP
 
 
 def test_several_classes_without_a_web_function_need_a_choice() -> None:
-    with pytest.raises(AppFileError, match=r"several \(EarlierQueueApp, QueueApp\).*--service"):
+    with pytest.raises(AppFileError, match=r"several \(EarlierQueueApp, QueueApp, SlowQueueApp\).*--service"):
         load_app_service(APPS / "modal_queue_app.py")
     spec = load_app_service(APPS / "modal_queue_app.py", service="QueueApp")
     assert spec.pipeline_cls.__name__ == "TranslationModel"
-    with pytest.raises(AppFileError, match=r"no ModalService class named 'Nope' \(found: EarlierQueueApp, QueueApp\)"):
+    with pytest.raises(
+        AppFileError, match=r"no ModalService class named 'Nope' \(found: EarlierQueueApp, QueueApp, SlowQueueApp\)"
+    ):
         load_app_service(APPS / "modal_queue_app.py", service="Nope")
 
 

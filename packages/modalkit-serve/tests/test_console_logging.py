@@ -153,3 +153,35 @@ def test_modalkit_serve_accepts_log_format(tmp_path: Path) -> None:
     lines = [line for line in server.stderr().splitlines() if line.strip()]
     assert not [line for line in lines if line.startswith("{")], lines
     assert any(f"{base}/docs" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("visible", [None, "1"])
+def test_a_gpu_in_the_config_is_named_at_start_with_the_devices_a_local_run_sees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, visible: str | None
+) -> None:
+    # deployment_config.gpu asks Modal for a GPU; a local run cannot honour it, so it says what the model gets.
+    app = _app(tmp_path)
+    with_gpu = CONFIG.replace("app_prefix: upper", "app_prefix: upper\n  deployment_config: {gpu: T4}")
+    (tmp_path / "modalkit.yaml").write_text(with_gpu)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    with ServedProcess(app, log_dir=tmp_path, ready_path="/ready") as server:
+        pass
+    records = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    [note] = [r for r in records if "gpu" in r]
+    assert note["level"] == "WARNING"
+    assert note["gpu"] == "T4"
+    assert note["cuda_visible_devices"] == visible
+    assert "Modal only" in note["message"]
+    assert ("CUDA_VISIBLE_DEVICES=1" if visible else "CUDA_VISIBLE_DEVICES is not set") in note["message"]
+
+
+def test_no_gpu_note_without_a_gpu(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    with ServedProcess(app, log_dir=tmp_path, ready_path="/ready") as server:
+        pass
+    records = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    assert [r for r in records if "docs_url" in r]  # the banner was logged, and no GPU note beside it
+    assert not [r for r in records if "gpu" in r]

@@ -219,6 +219,18 @@ def log_banner(spec: ServiceSpec, base_url: str) -> None:
         ", ".join(files) or "none (settings given in the app file)",
         extra={"models": models, "docs_url": docs, "metrics_url": metrics, "config_files": files},
     )
+    gpu = settings.app_settings.deployment_config.gpu
+    if gpu:
+        # Modal attaches the GPU; here the model sees whatever devices this machine gives the process.
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        devices = f"CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "CUDA_VISIBLE_DEVICES is not set"
+        logging.getLogger("modalkit.serve").warning(
+            "deployment_config.gpu %r applies on Modal only; this local run attaches no GPU and the model sees this "
+            "machine's devices (%s): set CUDA_VISIBLE_DEVICES to choose them",
+            gpu,
+            devices,
+            extra={"gpu": gpu, "cuda_visible_devices": visible},
+        )
 
 
 def reload_factory() -> FastAPI:

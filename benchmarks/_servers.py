@@ -162,24 +162,34 @@ def idle_latency(server: ServerProcess, path: str, body: str, probe_ok: Callable
     return sorted(times[2:])[len(times[2:]) // 2]
 
 
-def litserve_python(log: Callable[[str], None]) -> Path | None:
-    """The Python of a venv with LitServe 0.2.19, created on first use and then reused; None if it can't be built."""
-    python = LITSERVE_VENV / "bin" / "python"
-    check = [str(python), "-c", "import litserve, sys; sys.exit(litserve.__version__ != '0.2.19')"]
-    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+def venv_python(
+    venv: Path, requirements: tuple[str, ...], check: str, log: Callable[[str], None], label: str
+) -> Path | None:
+    """The Python of a venv with ``requirements``, built on first use and then reused; None if it can't be built.
+
+    ``check`` is Python code run in the venv; exit status 0 means the venv is complete (otherwise it is rebuilt).
+    """
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([str(python), "-c", check], capture_output=True, check=False).returncode == 0:
         return python
-    log(f"creating {LITSERVE_VENV.relative_to(BENCH_DIR.parent)} with {', '.join(LITSERVE_REQUIREMENTS)} (once)")
+    log(f"creating {venv.relative_to(BENCH_DIR.parent)} with {', '.join(requirements)} (once)")
     steps = [
-        ["uv", "venv", "--quiet", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", str(LITSERVE_VENV)],
-        ["uv", "pip", "install", "--quiet", "--python", str(python), *LITSERVE_REQUIREMENTS],
+        ["uv", "venv", "--quiet", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", str(venv)],
+        ["uv", "pip", "install", "--quiet", "--python", str(python), *requirements],
     ]
     for step in steps:
         try:
             proc = subprocess.run(step, capture_output=True, text=True, check=False, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            log(f"could not build the LitServe venv ({exc}); LitServe is left out of this run")
+            log(f"could not build the {label} venv ({exc}); {label} is left out of this run")
             return None
         if proc.returncode != 0:
-            log(f"could not build the LitServe venv: {proc.stderr.strip()[-500:]}; LitServe is left out of this run")
+            log(f"could not build the {label} venv: {proc.stderr.strip()[-500:]}; {label} is left out of this run")
             return None
     return python
+
+
+def litserve_python(log: Callable[[str], None]) -> Path | None:
+    """The Python of a venv with LitServe 0.2.19, created on first use and then reused; None if it can't be built."""
+    check = "import litserve, sys; sys.exit(litserve.__version__ != '0.2.19')"
+    return venv_python(LITSERVE_VENV, LITSERVE_REQUIREMENTS, check, log, "LitServe")

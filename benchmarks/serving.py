@@ -31,11 +31,13 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import _minilm
 import _wrk
 from _servers import (
     BENCH_DIR,
@@ -56,10 +58,23 @@ OPEN_LOADS = (30, 60, 90)
 TEXT = "modalkit benchmark: a short sentence to measure."
 BODY = json.dumps({"text": TEXT})
 LITSERVE = "LitServe 0.2.19"
+BENTOML = "BentoML 1.4.40"
+MINILM_BARE = "bare FastAPI (unbatched)"
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def expected_answer(probe: Probe) -> bool:
+    """The right answer to BODY from every server: HTTP 200 and the length of TEXT."""
+    if probe.status != 200:
+        return False
+    try:
+        answer = json.loads(probe.body)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("length") == len(TEXT) and answer.get("status") == "success"
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,10 @@ class Contender:
     name: str
     argv: list[str]
     ready_path: str
+    body: str = BODY
+    """The request body wrk and the probes send (BentoML's batchable API takes a list)."""
+    batch_log: Path | None = None
+    """Where the server's model appends each batch size (``MINILM_BATCH_LOG``); None: modalkit's metrics, if any."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,8 @@ class Scenario:
     concurrencies: tuple[int, ...]
     baseline: str
     contenders: list[Contender]
+    answer_ok: Callable[[Probe], bool] = expected_answer
+    """Whether a server's answer to a probe is right."""
 
     @property
     def path(self) -> str:
@@ -149,17 +170,6 @@ class Cell:
     @property
     def cpu_us(self) -> float:
         return statistics.median(self.cpu_us_per_request) if self.cpu_us_per_request else float("nan")
-
-
-def expected_answer(probe: Probe) -> bool:
-    """The right answer to BODY from every server: HTTP 200 and the length of TEXT."""
-    if probe.status != 200:
-        return False
-    try:
-        answer = json.loads(probe.body)
-    except ValueError:
-        return False
-    return isinstance(answer, dict) and answer.get("length") == len(TEXT) and answer.get("status") == "success"
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -237,6 +247,8 @@ def build_scenarios(
                 contenders,
             )
         )
+    if selected in ("all", "minilm"):
+        scenarios += minilm_scenario()
     if selected in ("all", "openloop"):
         # No unbatched baseline: at 30% of the limit it already gets more arrivals than it can ever serve.
         contenders = modalkit_contenders("accel", quiet_variant=False) + ls_accel
@@ -245,13 +257,43 @@ def build_scenarios(
     return scenarios
 
 
+def minilm_scenario() -> list[Scenario]:
+    """Scenario (d): the real MiniLM under bare FastAPI, modalkit, LitServe and BentoML (see _minilm.py)."""
+    batches = Path(tempfile.mkdtemp(prefix="minilm-batches-"))
+    contenders: list[Contender] = []
+    example = _minilm.example_python(log)
+    if example is None:
+        log("the embeddings example's venv could not be built: the MiniLM scenario is skipped")
+        return []
+    contenders.append(Contender(MINILM_BARE, [str(example), "apps/minilm_bare.py", "--port", "{port}"], "/health"))
+    serve = [str(example), "-m", "modalkit", "serve", "apps/minilm/app.py", "--host", "127.0.0.1", "--port", "{port}"]
+    contenders.append(Contender("modalkit", serve, "/ready"))
+    ls_python = _minilm.peer_python("litserve", log)
+    if ls_python:
+        contenders.append(
+            Contender(LITSERVE, [str(ls_python), "apps/minilm_litserve.py", "--port", "{port}"], "/health")
+        )
+    bento_python = _minilm.peer_python("bentoml", log)
+    if bento_python:
+        argv = [str(bento_python.parent / "bentoml"), "serve", "minilm_bentoml:MiniLMService", "--working-dir", "apps"]
+        argv += ["--host", "127.0.0.1", "--port", "{port}"]
+        contenders.append(Contender(BENTOML, argv, "/readyz", body=_minilm.BENTOML_BODY))
+    contenders = [
+        dataclasses.replace(c, batch_log=batches / f"{i}.log", body=c.body if c.name == BENTOML else _minilm.BODY)
+        for i, c in enumerate(contenders)
+    ]
+    title = "(d) real model: all-MiniLM-L6-v2 int8 ONNX on CPU"
+    return [Scenario("minilm", title, "minilm", (1, 16, 64), MINILM_BARE, contenders, _minilm.answer_ok)]
+
+
 @contextlib.contextmanager
 def running(scenario: Scenario, logs_dir: Path) -> Iterator[dict[str, ServerProcess]]:
     servers: dict[str, ServerProcess] = {}
     try:
         for c in scenario.contenders:
             slug = "".join(ch if ch.isalnum() else "-" for ch in c.name.lower())
-            servers[c.name] = ServerProcess(c.name, c.argv, logs_dir / f"{scenario.key}-{slug}.log")
+            env = {"MINILM_BATCH_LOG": str(c.batch_log)} if c.batch_log else None
+            servers[c.name] = ServerProcess(c.name, c.argv, logs_dir / f"{scenario.key}-{slug}.log", env)
             servers[c.name].start()
         for c in scenario.contenders:
             servers[c.name].wait_ready(c.ready_path)
@@ -262,8 +304,11 @@ def running(scenario: Scenario, logs_dir: Path) -> Iterator[dict[str, ServerProc
             server.stop()
 
 
-def batch_totals(server: ServerProcess) -> tuple[float, float] | None:
-    """Sum and count of modalkit's ``modalkit_batch_size`` histogram (all models), or None for other servers."""
+def batch_totals(server: ServerProcess, batch_log: Path | None = None) -> tuple[float, float] | None:
+    """Sum and count of the batch sizes so far: from ``batch_log`` if given, else modalkit's
+    ``modalkit_batch_size`` histogram (all models), or None for other servers."""
+    if batch_log is not None:
+        return _minilm.batch_log_totals(batch_log)
     if not server.name.startswith("modalkit"):
         return None
     text = server.request("GET", "/metrics").body.decode()
@@ -276,19 +321,28 @@ def batch_totals(server: ServerProcess) -> tuple[float, float] | None:
     return total, count
 
 
-def measure(server: ServerProcess, path: str, connections: int, seconds: float, idle_s: float) -> Window:
+def measure(
+    server: ServerProcess,
+    path: str,
+    connections: int,
+    seconds: float,
+    idle_s: float,
+    contender: Contender | None = None,
+    answer_ok: Callable[[Probe], bool] = expected_answer,
+) -> Window:
     """One wrk window, the server's CPU time and mean batch size during it, and how long it then took to drain."""
     assert server.pid is not None
+    body, batch_log = (contender.body, contender.batch_log) if contender else (BODY, None)
     threads = 1 if connections == 1 else 2  # two cores: wrk's threads share them with the server
-    batches_before = batch_totals(server)
+    batches_before = batch_totals(server, batch_log)
     cpu_before = group_cpu_seconds(server.pid)
-    run = _wrk.run_wrk(server.url(path), BODY, connections, threads, seconds)
+    run = _wrk.run_wrk(server.url(path), body, connections, threads, seconds)
     cpu = group_cpu_seconds(server.pid) - cpu_before
-    batches_after = batch_totals(server)
+    batches_after = batch_totals(server, batch_log)
     mean_batch = None
     if batches_before and batches_after and batches_after[1] > batches_before[1]:
         mean_batch = (batches_after[0] - batches_before[0]) / (batches_after[1] - batches_before[1])
-    drained = drain(server, path, BODY, idle_s, expected_answer)
+    drained = drain(server, path, body, idle_s, answer_ok)
     return Window(run, cpu, drained, mean_batch)
 
 
@@ -334,9 +388,14 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -
     cells: dict[tuple[str, int], Cell] = {}
     log(f"{scenario.title}: starting {', '.join(c.name for c in scenario.contenders)}")
     with running(scenario, logs_dir) as servers:
-        idle = {name: idle_latency(s, scenario.path, BODY, expected_answer) for name, s in servers.items()}
+        by_name = {c.name: c for c in scenario.contenders}
+        idle = {
+            name: idle_latency(s, scenario.path, by_name[name].body, scenario.answer_ok) for name, s in servers.items()
+        }
         for name, seconds in idle.items():
             log(f"  {name}: idle latency {seconds * 1000:.2f} ms, answers checked")
+        if scenario.key == "minilm":
+            same_answers(servers, by_name, scenario.path)
         names = list(servers)
         open_loop = scenario.key == "openloop"
         for conc in scenario.concurrencies:
@@ -345,7 +404,9 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -
             def window(name: str, seconds: float, seed: int, conc: int = conc, rate: float = rate) -> Window:
                 if open_loop:
                     return measure_open(servers[name], scenario.path, rate, seconds, seed, idle[name])
-                return measure(servers[name], scenario.path, conc, seconds, idle[name])
+                return measure(
+                    servers[name], scenario.path, conc, seconds, idle[name], by_name[name], scenario.answer_ok
+                )
 
             for name in names:
                 window(name, args.warmup, seed=1000)
@@ -361,6 +422,25 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -
                 summary = ", ".join(f"{n} {cells[(n, conc)].rps:,.0f} req/s" for n in names)
                 log(f"  c={conc}: {summary}")
     return cells
+
+
+def same_answers(servers: dict[str, ServerProcess], contenders: dict[str, Contender], path: str) -> None:
+    """Every server runs the same model: their embeddings of the same text agree (cosine > 0.9999).
+
+    Raises:
+        ServerError: one server's embedding differs from the first one's.
+    """
+    vectors = {}
+    for name, server in servers.items():
+        vector = _minilm.embedding_of(server.request("POST", path, contenders[name].body).body)
+        if vector is None:
+            raise ServerError(f"{name} answered without an embedding")
+        vectors[name] = vector
+    first, reference = next(iter(vectors.items()))
+    for name, vector in vectors.items():
+        if _minilm.cosine(vector, reference) < 0.9999:
+            raise ServerError(f"{name}'s embedding differs from {first}'s: not the same model")
+    log(f"  all {len(vectors)} servers give the same embedding")
 
 
 def ratio(a: float, b: float) -> str:
@@ -424,6 +504,24 @@ def targets(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]
                 f"{load}% of the limit: p99 {m.p99_ms:.1f} ms vs LitServe {ls.p99_ms:.1f} ms (no worse); "
                 f"p50 {m.p50_ms:.1f} vs {ls.p50_ms:.1f} ms, mean batch {m.mean_batch}",
             )
+    elif scenario.key == "minilm":
+        for conc in scenario.concurrencies:
+            m = cells.get((mk, conc))
+            if m is None or conc == 1:
+                continue
+            for peer in (LITSERVE, BENTOML):
+                p = cells.get((peer, conc))
+                if p is None:
+                    out.append(f"- c={conc}: {peer} was not measured in this run")
+                    continue
+                check(
+                    m.rps > p.rps,
+                    f"c={conc} ahead of {peer}: {m.rps:,.0f} vs {p.rps:,.0f} req/s ({ratio(m.rps, p.rps)}), "
+                    f"mean batch {m.mean_batch} vs {p.mean_batch}",
+                )
+        m, b = cells.get((mk, 64)), cells.get((scenario.baseline, 64))
+        if m and b:
+            check(m.rps >= 2 * b.rps, f"c=64 {ratio(m.rps, b.rps)} unbatched bare FastAPI (target >= 2x)")
     elif scenario.key == "trivial":
         for conc in scenario.concurrencies:
             m, b = cells[(mk, conc)], cells[(scenario.baseline, conc)]
@@ -462,7 +560,7 @@ def targets(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="modalkit serving benchmark (wrk on loopback)")
-    parser.add_argument("--scenario", choices=["all", "trivial", "accel", "openloop"], default="all")
+    parser.add_argument("--scenario", choices=["all", "trivial", "accel", "openloop", "minilm"], default="all")
     parser.add_argument("--windows", type=int, default=5, help="measured windows per server and concurrency")
     parser.add_argument("--seconds", type=float, default=5, help="length of one measured window")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured wrk run before the windows")

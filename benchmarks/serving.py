@@ -10,6 +10,9 @@ modalkit and LitServe 0.2.19 (both batching up to 32; LitServe with ``batch_time
 against the bare endpoint calling the model once per request, at 1, 4, 16, 32 and 64 connections. Its physical
 limit is 32 / (0.020 + 0.0005 * 32) = 889 requests/s; ``bound(c)``, the best c closed-loop clients can get,
 is min(c, 32) items per call: min(c, 32) / (0.020 + 0.0005 * min(c, 32)) requests/s.
+Scenario ``minilm``: the real all-MiniLM-L6-v2 int8 ONNX model on CPU under bare FastAPI (unbatched), modalkit,
+LitServe 0.2.19 and BentoML 1.4.40 (batching up to 32; wait 5 ms where the framework has a wait window), each in
+a venv with onnxruntime that never enters the root environment (see _minilm.py), at 1, 16 and 64 connections.
 
 Every server runs as its own process on a free loopback port; all servers of a scenario run side by side and
 their measured windows are interleaved, so background load hits them alike. Each window is one wrk process;
@@ -25,6 +28,7 @@ import dataclasses
 import datetime as dt
 import importlib.util
 import json
+import math
 import os
 import platform
 import shutil
@@ -128,7 +132,9 @@ class Cell:
     def add(self, window: Window) -> None:
         run = window.run
         self.windows.append(run)
-        self.cpu_us_per_request.append(window.cpu_s / run.requests * 1e6 if run.requests else float("nan"))
+        # No CPU seen: the server's work ran outside its process group (BentoML's worker starts its own session).
+        seen = run.requests and window.cpu_s > 0
+        self.cpu_us_per_request.append(window.cpu_s / run.requests * 1e6 if seen else float("nan"))
         self.drain_s.append(window.drain_s)
         if window.mean_batch is not None:
             self.mean_batches.append(window.mean_batch)
@@ -470,7 +476,7 @@ def report(scenario: Scenario, cells: dict[tuple[str, int], Cell]) -> list[str]:
             row = (
                 f"| {conc} | {name} | {cell.rps:,.0f} | {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | {cell.errors} | "
                 f"{ratio(cell.rps, base.rps) if base else '-'} | {ratio(cell.p50_ms, base.p50_ms) if base else '-'} | "
-                f"{cell.cpu_us:,.0f} | {cell.mean_batch} |"
+                f"{'-' if math.isnan(cell.cpu_us) else f'{cell.cpu_us:,.0f}'} | {cell.mean_batch} |"
             )
             if accel:
                 row += f" {cell.rps / limit:.0%} | {cell.rps / bound_rps(conc):.0%} |"

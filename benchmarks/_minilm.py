@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _servers import BENCH_DIR, Probe, venv_python
+from _servers import BENCH_DIR, Probe, setup_steps, venv_python
 
 EXAMPLE_DIR = BENCH_DIR.parent / "examples" / "embeddings"
 PIPELINE_PACKAGE = BENCH_DIR.parent / "packages" / "modalkit-pipeline"
@@ -82,17 +82,8 @@ def example_python(log: Callable[[str], None]) -> Path | None:
     if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
         return python
     log("syncing examples/embeddings/.venv (uv sync --locked, once)")
-    try:
-        proc = subprocess.run(
-            ["uv", "sync", "--locked", "--quiet"], cwd=EXAMPLE_DIR, capture_output=True, text=True, timeout=600
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log(f"could not sync the embeddings example ({exc}): modalkit and bare FastAPI are left out")
-        return None
-    if proc.returncode != 0:
-        log(f"could not sync the embeddings example: {proc.stderr.strip()[-500:]}")
-        return None
-    return python
+    steps = [["uv", "sync", "--locked", "--quiet"]]
+    return python if setup_steps(steps, log, "embeddings example (modalkit, bare FastAPI)", EXAMPLE_DIR) else None
 
 
 def peer_python(kind: str, log: Callable[[str], None]) -> Path | None:

@@ -177,16 +177,21 @@ def venv_python(
         ["uv", "venv", "--quiet", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", str(venv)],
         ["uv", "pip", "install", "--quiet", "--python", str(python), *requirements],
     ]
+    return python if setup_steps(steps, log, label) else None
+
+
+def setup_steps(steps: list[list[str]], log: Callable[[str], None], label: str, cwd: Path | None = None) -> bool:
+    """Run the commands that build a venv, in order; False (and a log line saying why) if one fails."""
     for step in steps:
         try:
-            proc = subprocess.run(step, capture_output=True, text=True, check=False, timeout=600)
+            proc = subprocess.run(step, capture_output=True, text=True, check=False, timeout=600, cwd=cwd)
         except (OSError, subprocess.TimeoutExpired) as exc:
             log(f"could not build the {label} venv ({exc}); {label} is left out of this run")
-            return None
+            return False
         if proc.returncode != 0:
             log(f"could not build the {label} venv: {proc.stderr.strip()[-500:]}; {label} is left out of this run")
-            return None
-    return python
+            return False
+    return True
 
 
 def litserve_python(log: Callable[[str], None]) -> Path | None:

@@ -37,7 +37,14 @@ from modalkit_serve._entries import check_model_entries
 from modalkit_serve._jobs import JobStatus, JobView, same_owner
 from modalkit_serve._logging import configure_logging
 from modalkit_serve._metrics import ServeMetrics
-from modalkit_serve._runner import LocalRunner, ManagedRunner, OutboxSender, Runner, StreamingRunner
+from modalkit_serve._runner import (
+    LocalRunner,
+    ManagedRunner,
+    OutboxSender,
+    Runner,
+    StreamingRunner,
+    configured_batcher,
+)
 from modalkit_serve._service import run
 from modalkit_serve._spec import ServiceSpec, build_app
 from modalkit_serve._streams import ChunkStream, StreamDone, StreamError
@@ -69,6 +76,7 @@ __all__ = [
     "build_app",
     "check_model_entries",
     "configure_logging",
+    "configured_batcher",
     "create_app",
     "errors",
     "is_fatal_error",

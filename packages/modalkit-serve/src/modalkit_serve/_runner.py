@@ -113,6 +113,25 @@ class OutboxSender(Protocol):
         ...
 
 
+def configured_batcher(worker: Worker, settings: Settings, model_name: str, **observers: Any) -> Batcher:
+    """The `Batcher` of one model as the settings describe it (batch size, wait, queue size, request timeout,
+    the inline and hold policies). The local runner uses it, and so does modalkit's stream class inside a Modal
+    container, so streams batch the same way on both runtimes. ``observers``: the Batcher's ``on_*`` callbacks.
+    Call `Batcher.start` on the event loop that will submit to it."""
+    app = settings.app_settings
+    return Batcher(
+        worker,
+        max_batch_size=app.batch_config.max_batch_size,
+        wait_ms=app.batch_config.wait_ms,
+        max_queue_size=app.server_config.max_queue_size,
+        timeout_seconds=app.server_config.request_timeout_seconds,
+        model_name=model_name,
+        inline=InlinePolicy(),
+        hold=HoldPolicy(max_batch_size=app.batch_config.max_batch_size, wait_seconds=app.batch_config.wait_ms / 1000),
+        **observers,
+    )
+
+
 class LocalRunner:
     """Serves every model entry of the config on this machine: one pipeline, worker and batcher per entry.
 
@@ -435,7 +454,6 @@ class LocalRunner:
 
     async def _load_all(self) -> None:
         model_settings = self.settings.model_settings
-        app = self.settings.app_settings
         for name, entry in model_settings.model_entries.items():
             if self._stopping:
                 return
@@ -457,21 +475,14 @@ class LocalRunner:
                     return
                 continue
             worker = Worker(pipeline, sender=self._sender, on_fatal=self._fatal(name))
-            batcher = Batcher(
+            batcher = configured_batcher(
                 worker,
-                max_batch_size=app.batch_config.max_batch_size,
-                wait_ms=app.batch_config.wait_ms,
-                max_queue_size=app.server_config.max_queue_size,
-                timeout_seconds=app.server_config.request_timeout_seconds,
-                model_name=name,
+                self.settings,
+                name,
                 on_batch=self.metrics.observe_batch,
                 on_job_done=self._job_done,
                 on_jobs_running=self._jobs_running,
                 on_jobs_finished=self._jobs_finished,
-                inline=InlinePolicy(),
-                hold=HoldPolicy(
-                    max_batch_size=app.batch_config.max_batch_size, wait_seconds=app.batch_config.wait_ms / 1000
-                ),
                 on_stream=self.metrics.observe_stream,
             )
             batcher.start()

@@ -47,6 +47,7 @@ from modalkit_queue import (
 
 if _TYPE_CHECKING:
     from modalkit._service import ModalService
+    from modalkit._streaming import ModalStreamService
     from modalkit._web import ModalCalls, ModalRunner, create_web_endpoints
     from modalkit.task_queue import LegacyQueueBackend
 
@@ -57,6 +58,7 @@ __version__ = _version("modalkit")
 _LAZY = {
     "LegacyQueueBackend": "modalkit.task_queue",
     "ModalService": "modalkit._service",
+    "ModalStreamService": "modalkit._streaming",
     "ModalCalls": "modalkit._web",
     "ModalRunner": "modalkit._web",
     "create_web_endpoints": "modalkit._web",
@@ -96,6 +98,7 @@ __all__ = [
     "ModalNotLoggedInError",
     "ModalRunner",
     "ModalService",
+    "ModalStreamService",
     "ModalkitError",
     "QueueBackend",
     "ReliableSender",

@@ -355,6 +355,44 @@ class ModalConfig:
 
         return decorate
 
+    def get_stream_concurrency_settings(self) -> dict[str, int]:
+        """Keyword arguments for ``@modal.concurrent(...)`` on the stream class (a `ModalStreamService`).
+
+        Each stream is an input of its own there, so one container must take a batch's worth at once for streams
+        to share batches: ``max_inputs`` is twice ``batch_config.max_batch_size`` (a batch streaming while the
+        next one fills, as under ``modalkit serve``), or ``deployment_config.concurrency.max_inputs`` when larger;
+        ``target_inputs`` is that of ``deployment_config.concurrency`` when set."""
+        settings = {"max_inputs": 2 * self.app_settings.batch_config.max_batch_size}
+        configured = self.get_concurrency_settings()
+        if configured is not None:
+            settings["max_inputs"] = max(settings["max_inputs"], configured["max_inputs"])
+            if "target_inputs" in configured:
+                settings["target_inputs"] = configured["target_inputs"]
+        return settings
+
+    def stream_cls(self, app: modal.App, **overrides: Any) -> Callable[[type[Any]], Any]:
+        """``@app.cls(**get_app_cls_settings())`` with ``@modal.concurrent(**get_stream_concurrency_settings())``
+        under it: the decorator of the class that streams (a `ModalStreamService`).
+
+        Args:
+            app: The ``modal.App`` to register the class on.
+            overrides: ``@app.cls`` arguments that replace the configured ones.
+
+        Example::
+
+            @config.stream_cls(app)
+            class MyStreams(ModalStreamService): ...
+        """
+
+        def decorate(user_cls: type[Any]) -> Any:
+            import modal
+
+            self._decorated.append(user_cls)
+            concurrent = modal.concurrent(**self.get_stream_concurrency_settings())
+            return app.cls(**{**self.get_app_cls_settings(), **overrides})(concurrent(user_cls))
+
+        return decorate
+
     def check_concurrency_applied(self, service: type[Any] | None = None) -> None:
         """Refuse a configured ``deployment_config.concurrency`` that no decorator gave Modal.
 

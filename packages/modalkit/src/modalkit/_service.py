@@ -126,6 +126,12 @@ class ModalService:
 
             # At import of the app file: `modal deploy` stops at a mistyped entry before anything is uploaded.
             check_model_entries(impl, config.settings)
+        cls._modalkit_add_method(config)
+
+    @classmethod
+    def _modalkit_add_method(cls, config: Any) -> None:
+        """Give the subclass its one Modal method: the batched ``process_request`` (`ModalStreamService`, which
+        streams instead, replaces this)."""
         if config is None:
             # No batch settings to build the Modal method from (an intermediate base, or the earlier pattern that
             # sets modal_utils in __init__): the plain method, for direct calls outside Modal.
@@ -166,11 +172,13 @@ class ModalService:
     @modal.exit()
     def drain(self) -> None:
         """Deliver the async results still waiting before the container stops."""
+        timeout = self.modal_utils.app_settings.server_config.drain_timeout_seconds
+        host = getattr(self, "_modalkit_stream_host", None)
+        if host is not None:
+            host.close(timeout)  # a ModalStreamService's open streams end first (their batches finish)
         sender = getattr(self, "_modalkit_sender", None)
-        if sender is not None:
-            timeout = self.modal_utils.app_settings.server_config.drain_timeout_seconds
-            if not sender.close(timeout=timeout):
-                logger.error("some async results were not delivered within %ss; see the dead-letter file", timeout)
+        if sender is not None and not sender.close(timeout=timeout):
+            logger.error("some async results were not delivered within %ss; see the dead-letter file", timeout)
 
     # -- the earlier modalkit's helpers (plain methods and static methods: Modal does not see them) -----------
 

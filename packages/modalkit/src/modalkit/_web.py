@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -43,7 +43,7 @@ from modalkit._service import service_class as _service_behind
 from modalkit_auth import new_job_id
 from modalkit_pipeline import AsyncInputModel, ItemError, SyncInputModel, is_failure
 from modalkit_serve import JobView, safe_error_message, same_owner
-from modalkit_serve.errors import NotReadyError, RequestTimeoutError
+from modalkit_serve.errors import NotReadyError, RequestTimeoutError, ServeError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ModalCalls",
     "ModalRunner",
+    "ModalStreamingRunner",
     "WebEndpoints",
     "capture_web_endpoints",
     "create_web_endpoints",
@@ -81,6 +82,12 @@ class ModalCalls:
     async def map(self, method: Any, requests: Sequence[BaseModel]) -> list[Any]:
         """Run several requests; one result (or the exception it raised) per request, in order."""
         return [r async for r in method.map.aio(list(requests), order_outputs=True, return_exceptions=True)]
+
+    def stream(self, method: Any, request: BaseModel) -> AsyncIterator[Any]:
+        """Start one stream on the stream class's generator method: its values, as the container yields them.
+        Closing the iterator (``aclose``) ends the call."""
+        gen: AsyncIterator[Any] = method.remote_gen.aio(request)
+        return gen
 
     async def spawn(self, method: Any, request: BaseModel) -> str:
         """Start one request without waiting; returns the FunctionCall id."""
@@ -242,6 +249,101 @@ class ModalRunner:
         return ItemError(error=f"unexpected result of type {type(result).__name__} from Modal", kind="internal")
 
 
+class ModalStreamingRunner(ModalRunner):
+    """A `ModalRunner` that also streams (``/predict_stream``), through a `ModalStreamService` class.
+
+    Args:
+        app_cls: The batched ``@app.cls`` class (sync, batch and async requests).
+        output_model: The pipeline's output model.
+        stream_cls: The ``@app.cls`` `ModalStreamService` class; each stream is one ``process_stream.remote_gen``
+            call on it.
+        chunk_model: The pipeline's chunk model (chunks that arrive as dicts are validated into it).
+        calls: The Modal call layer.
+        request_timeout_seconds: A stream with no chunk for this long ends with a timeout error.
+    """
+
+    def __init__(
+        self,
+        app_cls: Any,
+        output_model: type[BaseModel],
+        *,
+        stream_cls: Any,
+        chunk_model: type[BaseModel],
+        calls: ModalCalls | None = None,
+        request_timeout_seconds: float = 60.0,
+    ) -> None:
+        super().__init__(app_cls, output_model, calls=calls, request_timeout_seconds=request_timeout_seconds)
+        self.stream_cls = stream_cls
+        self.chunk_model = chunk_model
+        self._stream_methods: dict[str, Any] = {}
+
+    def stream_method(self, model_name: str) -> Any:
+        """The stream class's ``process_stream`` for ``model_name`` (one handle per model, reused)."""
+        handle = self._stream_methods.get(model_name)
+        if handle is None:
+            from modalkit._streaming import STREAM_METHOD
+
+            handle = getattr(self.stream_cls(model_name=model_name), STREAM_METHOD)
+            self._stream_methods[model_name] = handle
+        return handle
+
+    def predict_stream(self, model_name: str, item: BaseModel, info: RequestInfo | None = None) -> _RemoteStream:
+        """Start one stream on Modal; its chunks come back as the container's batches make them."""
+        if info is not None:
+            info.model = model_name
+        return _RemoteStream(self, self.calls.stream(self.stream_method(model_name), _sync_request(item)))
+
+
+class _RemoteStream:
+    """serve's `ChunkStream` over a ``remote_gen`` call: chunks, then maybe one failed result; ``aclose`` ends
+    the call (Modal cancels the input, and the container's generator cancels the stream in its batch)."""
+
+    def __init__(self, runner: ModalStreamingRunner, values: AsyncIterator[Any]) -> None:
+        self._runner = runner
+        self._values = values
+        self._done = False
+
+    def __aiter__(self) -> _RemoteStream:
+        return self
+
+    async def __anext__(self) -> BaseModel:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            value = await self._runner._timed(self._values.__anext__())
+        except StopAsyncIteration:
+            self._done = True
+            raise
+        except ServeError:
+            self._done = True  # refused, timed out, or shutting down: the route answers with its status
+            raise
+        except Exception as exc:
+            self._done = True
+            return _call_failed(exc)
+        event = self._event(value)
+        if is_failure(event):
+            self._done = True
+        return event
+
+    async def aclose(self) -> None:
+        self._done = True
+        aclose = getattr(self._values, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def _event(self, value: Any) -> BaseModel:
+        chunk_model = self._runner.chunk_model
+        if isinstance(value, chunk_model | ItemError):
+            return value
+        if isinstance(value, dict):
+            if value.get("status") == "error":
+                return ItemError.model_validate(value)
+            return chunk_model.model_validate(value)
+        if isinstance(value, BaseModel):
+            return chunk_model.model_validate(value.model_dump())
+        return ItemError(error=f"unexpected chunk of type {type(value).__name__} from Modal", kind="internal")
+
+
 def _sync_request(item: BaseModel) -> SyncInputModel[Any]:
     # Parametrized with the item's own class, so the container validates and pickles it as that model.
     wrapper: Any = SyncInputModel[type(item)]  # type: ignore[misc]
@@ -281,6 +383,7 @@ class WebEndpoints:
     app_cls: Any
     input_model: type[BaseModel]
     output_model: type[BaseModel]
+    stream_cls: Any = None
 
 
 _capture: contextvars.ContextVar[list[WebEndpoints] | None] = contextvars.ContextVar("modalkit_capture", default=None)
@@ -307,6 +410,7 @@ def create_web_endpoints(
     output_model: type[BaseModel],
     *,
     calls: ModalCalls | None = None,
+    stream_cls: Any = None,
 ) -> FastAPI:
     """The HTTP service for a Modal class: call it from your ``@modal.asgi_app`` web function.
 
@@ -316,6 +420,8 @@ def create_web_endpoints(
         input_model: The pipeline's input model.
         output_model: The pipeline's output model.
         calls: The Modal call layer (tests replace Modal's cloud here).
+        stream_cls: For a `StreamingPipeline`: the ``@app.cls`` `ModalStreamService` class that streams it.
+            Adds ``POST /predict_stream`` (Server-Sent Events), each stream one ``process_stream.remote_gen`` call.
 
     Returns:
         serve's FastAPI app (routes, limits, auth, metrics) over a `ModalRunner`. API-key auth applies as
@@ -323,7 +429,7 @@ def create_web_endpoints(
     """
     found = _capture.get()
     if found is not None:
-        found.append(WebEndpoints(app_cls, input_model, output_model))
+        found.append(WebEndpoints(app_cls, input_model, output_model, stream_cls))
         return None  # type: ignore[return-value]  # capture mode: nothing is served
     from modalkit_auth import build_authenticator
     from modalkit_serve import create_app
@@ -332,14 +438,51 @@ def create_web_endpoints(
     user_cls = _user_class(app_cls)
     check_service_class(user_cls)
     settings = user_cls.modal_utils.settings
-    runner = ModalRunner(
-        app_cls,
-        output_model,
-        calls=calls,
-        request_timeout_seconds=settings.app_settings.server_config.request_timeout_seconds,
-    )
+    timeout = settings.app_settings.server_config.request_timeout_seconds
+    runner: ModalRunner
+    chunk_model: type[BaseModel] | None = None
+    if stream_cls is None:
+        runner = ModalRunner(app_cls, output_model, calls=calls, request_timeout_seconds=timeout)
+    else:
+        stream_cls = service_class(stream_cls)
+        chunk_model = _stream_service(stream_cls).inference_implementation.chunk_model()
+        runner = ModalStreamingRunner(
+            app_cls,
+            output_model,
+            stream_cls=stream_cls,
+            chunk_model=chunk_model,
+            calls=calls,
+            request_timeout_seconds=timeout,
+        )
     authenticator = build_authenticator(settings.app_settings, on_modal=True)
-    return create_app(runner, input_model, output_model, settings, authenticator)
+    return create_app(runner, input_model, output_model, settings, authenticator, chunk_model=chunk_model)
+
+
+def _stream_service(stream_cls: Any) -> Any:
+    """The user's `ModalStreamService` subclass behind ``stream_cls``, checked.
+
+    Raises:
+        ServiceDefinitionError: it is not a `ModalStreamService` subclass, lacks what one needs, or its pipeline
+            does not stream.
+    """
+    from modalkit._streaming import ModalStreamService
+    from modalkit.errors import ServiceDefinitionError
+
+    user_cls = _service_behind(stream_cls)
+    if user_cls is None or not issubclass(user_cls, ModalStreamService):
+        name = getattr(user_cls or stream_cls, "__name__", type(stream_cls).__name__)
+        raise ServiceDefinitionError(
+            f"stream_cls={name} must be a ModalStreamService subclass under @config.stream_cls(app) "
+            "(a batched ModalService cannot stream: modal 1.x refuses generators under @modal.batched)"
+        )
+    check_service_class(user_cls)
+    impl = user_cls.inference_implementation
+    if not impl.is_streaming():
+        raise ServiceDefinitionError(
+            f"{user_cls.__name__}.inference_implementation ({impl.__name__}) does not stream: "
+            "stream_cls needs a StreamingPipeline"
+        )
+    return user_cls
 
 
 def service_class(app_cls: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Generator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -32,11 +32,15 @@ class Completion(InferenceOutputModel):
 
 
 class TokenStream(StreamingPipeline[Prompt, Token, Completion]):
+    batch_sizes: ClassVar[list[int]] = []
+    """The size of every batch this process streamed (tests read it to see streams share batches)."""
+
     def __init__(self, model_name: str, all_model_data_folder: str, common_settings: dict[str, Any], **kwargs: Any):
         super().__init__(model_name, all_model_data_folder, common_settings, **kwargs)
         self.step_seconds = float(kwargs.get("step_seconds", 0.0))
 
     def preprocess(self, input_list: list[Prompt]) -> dict[str, Any]:
+        type(self).batch_sizes.append(len(input_list))
         return {}
 
     def predict_stream(

@@ -626,3 +626,15 @@ def test_loaded_settings_say_where_each_key_was_set(write: Write) -> None:
     assert str(from_dict.issue_at(("model_settings", "model_entries", "m"), "x")) == (
         "<dict>: model_settings.model_entries.m: x"
     )
+
+
+def test_dotenv_is_read_as_pydantic_settings_reads_it(write: Write, tmp_path: Path) -> None:
+    """load_settings reads .env through pydantic-settings (python-dotenv): ${VAR} expands, escapes are read."""
+    path = write("m.yaml", MINIMAL_YAML)
+    env_file = write(
+        "x.env",
+        'BASE=svc\nMODALKIT_APP_SETTINGS__APP_PREFIX=${BASE}-dev\nMODALKIT_MODEL_SETTINGS__COMMON__NOTE="a\\tb"\n',
+    )
+    settings = load_settings(path, env={}, env_file=env_file)
+    assert settings.app_settings.app_prefix == "svc-dev"
+    assert settings.model_settings.common == {"note": "a\tb"}

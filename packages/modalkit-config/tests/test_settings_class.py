@@ -193,3 +193,101 @@ def test_a_dotenv_value_error_names_its_file_and_line(project: Path, write: Writ
 def test_settings_uses_no_private_pydantic_settings_hook() -> None:
     # `_settings_build_values` is pydantic-settings' internal step; overriding it broke on its signature changes.
     assert "_settings_build_values" not in Settings.__dict__
+
+
+# --- Settings() reads each source as load_settings() does ----------------------------------------------
+
+
+def test_a_dotenv_file_may_hold_other_variables(project: Path, write: Write) -> None:
+    # pydantic-settings turns every unused .env entry into an extra key (an error with extra="forbid").
+    env_file = write("x.env", "OTHER=1\nMODALKIT_APP_POSTFIX=-dev\nMODALKIT_APP_SETTINGS__APP_PREFIX=from-dotenv\n")
+    settings = Settings(_env_file=env_file)
+    assert settings.app_settings.app_prefix == "from-dotenv"
+    assert settings == load_settings(env_file=env_file)
+
+
+def test_a_dotenv_file_may_name_the_config_files(project: Path, write: Write) -> None:
+    write("other.yaml", MINIMAL_YAML.replace("app_prefix: demo", "app_prefix: other"))
+    env_file = write("x.env", "MODALKIT_CONFIG=other.yaml\n")
+    assert Settings(_env_file=env_file).app_settings.app_prefix == "other"
+    assert Settings(_env_file=env_file) == load_settings(env_file=env_file)
+
+
+def test_a_malformed_variable_name_is_reported(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS____APP_PREFIX", "x")
+    with pytest.raises(ConfigValidationError) as info:
+        Settings()
+    assert str(info.value) == (
+        "$MODALKIT_APP_SETTINGS____APP_PREFIX: "
+        "empty key in the variable name: separate keys with exactly two underscores"
+    )
+
+
+def test_a_deprecated_key_in_the_environment_warns_naming_its_variable(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__CONCURRENCY_LIMIT", "7")
+    with pytest.warns(ModalkitDeprecationWarning) as record:
+        settings = Settings()
+    assert [str(w.message) for w in record] == [
+        "$MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__CONCURRENCY_LIMIT: "
+        "app_settings.deployment_config.concurrency_limit is deprecated; "
+        "use app_settings.deployment_config.max_containers instead"
+    ]
+    assert {w.filename for w in record} == {__file__}
+    assert settings.app_settings.deployment_config.max_containers == 7
+
+
+def test_a_section_as_json_under_a_more_specific_variable(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever order the environment lists them in, the more specific variable wins.
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS", "5")
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG", '{"max_batch_size": 2, "wait_ms": 1}')
+    batch = Settings().app_settings.batch_config
+    assert (batch.max_batch_size, batch.wait_ms) == (2, 5)
+
+
+def test_values_that_are_not_json_are_reported_under_their_variables(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pydantic-settings raises one SettingsError, naming no variable, for the first value it cannot decode.
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG", '{"max_batch_size": ')
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__SERVER_CONFIG__PORT", "x")
+    with pytest.raises(ConfigValidationError) as info:
+        Settings()
+    assert sorted(str(info.value).splitlines()) == [
+        "$MODALKIT_APP_SETTINGS__BATCH_CONFIG: app_settings.batch_config: "
+        "expected a mapping (got '{\"max_batch_size\": ')",
+        "$MODALKIT_APP_SETTINGS__SERVER_CONFIG__PORT: app_settings.server_config.port: expected an integer (got 'x')",
+    ]
+
+
+def test_a_section_may_be_given_as_a_yaml_flow_mapping(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG", "{max_batch_size: 3}")
+    assert Settings().app_settings.batch_config.max_batch_size == 3
+
+
+def test_strings_inside_a_json_value_stay_strings(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALKIT_MODEL_SETTINGS__COMMON", '{"note": "123", "n": 4}')
+    assert Settings().model_settings.common == {"note": "123", "n": 4}
+    assert Settings() == load_settings()
+
+
+def test_an_error_names_the_source_whose_value_won(
+    project: Path, write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = write("x.env", "MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS=5\n")
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS", "-1")
+    with pytest.raises(ConfigValidationError) as info:
+        Settings(_env_file=env_file)
+    [issue] = info.value.issues
+    assert issue.file == "$MODALKIT_APP_SETTINGS__BATCH_CONFIG__WAIT_MS"
+
+
+def test_a_secrets_file_error_names_the_file(project: Path, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "MODALKIT_APP_SETTINGS").write_text(json.dumps({"batch_config": {"wait_ms": -1}}))
+    with pytest.raises(ConfigValidationError) as info:
+        Settings(_secrets_dir=secrets)
+    [issue] = info.value.issues
+    assert (issue.file, issue.key_path) == (str(secrets / "MODALKIT_APP_SETTINGS"), "app_settings.batch_config.wait_ms")

@@ -846,23 +846,28 @@ class Settings(BaseSettings):
     """The models."""
 
     def __init__(self, **values: Any) -> None:
-        from modalkit_config._sources import complete_arguments, last_build
+        from modalkit_config._loader import LoadOptions, _Build, current_build, load_options
 
-        last_build.set(None)
-        token = complete_arguments.set("app_settings" in values and "model_settings" in values)
+        if _data_only.get():
+            super().__init__(**values)  # model_validate: the data alone, pydantic's own error
+            return
+        options = load_options.get(LoadOptions())
+        complete = "app_settings" in values and "model_settings" in values
+        build = _Build(options=options, complete_arguments=complete)
+        token = current_build.set(build)
+        backends = known_queue_backends.set(options.queue_backends)
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            if _data_only.get():
-                raise  # model_validate's callers (the loader) expect pydantic's error
-            from modalkit_config._loader import settings_error
-
-            raise settings_error(exc, _last_input.get() or {}, last_build.get()) from None
+            build.warn()
+            raise build.error(exc, _last_input.get() or {}) from None
         finally:
-            complete_arguments.reset(token)
-        build = last_build.get()
-        if build is not None:
-            self.keep_origins({path: (o.file, o.line) for path, o in build.origins.items()}, build.fallback_file)
+            known_queue_backends.reset(backends)
+            current_build.reset(token)
+        build.warn()
+        if build.issues:
+            raise build.error(None, {})
+        self.keep_origins({path: (o.file, o.line) for path, o in build.origins().items()}, build.fallback_file)
 
     _origins: dict[KeyPath, tuple[str | None, int | None]] = PrivateAttr(default_factory=dict)
     _source: str | None = PrivateAttr(default=None)
@@ -917,18 +922,23 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        from pydantic_settings import EnvSettingsSource
+        from pydantic_settings import EnvSettingsSource, SecretsSettingsSource
 
-        from modalkit_config._sources import MatchedEnvSource, YamlConfigSource
+        from modalkit_config._loader import LoadOptions, load_options
+        from modalkit_config._sources import MatchedEnvSource, SecretsOrigins, YamlConfigSource
 
         if _data_only.get():
             return (init_settings,)
-        yaml = YamlConfigSource(settings_cls)
-        env, dotenv = (
-            MatchedEnvSource(s, yaml) if isinstance(s, EnvSettingsSource) else s
-            for s in (env_settings, dotenv_settings)
-        )
-        return (init_settings, env, dotenv, file_secret_settings, yaml)
+        options = load_options.get(LoadOptions())
+        yaml = YamlConfigSource(settings_cls, options.paths)
+        env = MatchedEnvSource(env_settings, yaml, options.env) if isinstance(env_settings, EnvSettingsSource) else None
+        dotenv = MatchedEnvSource(dotenv_settings, yaml) if isinstance(dotenv_settings, EnvSettingsSource) else None
+        secrets = file_secret_settings
+        if isinstance(secrets, SecretsSettingsSource):
+            secrets = SecretsOrigins(secrets)
+        # MODALKIT_CONFIG may come from the environment or from .env, as the settings do.
+        yaml.variables = lambda: [s.source.env_vars for s in (env, dotenv) if s is not None]
+        return (init_settings, env or env_settings, dotenv or dotenv_settings, secrets, yaml)
 
 
 known_queue_backends: contextvars.ContextVar[Collection[str] | None] = contextvars.ContextVar(

@@ -1,45 +1,67 @@
-"""The settings sources of `Settings`: the YAML files, and pydantic-settings' environment and ``.env`` sources
-brought in line with what `load_settings()` does with them.
+"""The settings sources of `Settings`: the YAML files, and pydantic-settings' own sources, wrapped to record where
+each value came from.
 
-pydantic-settings reads the variables (``os.environ``, the ``.env`` files through python-dotenv) and nests them
-on ``__``. `MatchedEnvSource` wraps that result: a key takes the spelling of the YAML key it overrides
-(pydantic-settings lower-cases every name, so ``...MODEL_ENTRIES__MYMODEL`` would otherwise add an entry beside
-``MyModel``), a value is read as YAML where the schema takes no string, and the variable (with its ``.env``
-file and line) that set each key is recorded, so an error names it.
+pydantic-settings reads the variables (``os.environ``, the ``.env`` files through python-dotenv), nests them on
+``__`` and decodes JSON; it reads a secrets directory. `MatchedEnvSource` wraps its environment and ``.env``
+sources: only variables that name a settings key are passed on (a ``.env`` file may hold others, and
+``extra="forbid"`` would reject them), a shorter variable comes before a longer one (so
+``MODALKIT_APP_SETTINGS__BATCH_CONFIG='{...}'`` does not undo a more specific variable), a key takes the spelling
+of the YAML key it overrides (pydantic-settings lower-cases every name, so ``...MODEL_ENTRIES__MYMODEL`` would add
+an entry beside ``MyModel``), a value is read as YAML where the schema takes no string, a value that is not JSON is
+passed on for validation to report under its variable (pydantic-settings would stop at the first one), and each key
+records the variable (with its ``.env`` file and line) that set it. `SecretsOrigins` records the secret files.
 """
 
 from __future__ import annotations
 
-import contextvars
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from dotenv.parser import parse_stream
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, DotEnvSettingsSource, EnvSettingsSource, PydanticBaseSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+)
 
-from modalkit_config._loader import _CASE_KEPT as CASE_KEPT
 from modalkit_config._loader import (
-    CONFIG_ENV_VAR,
     DEFAULT_CONFIG_FILE,
     ENV_PREFIX,
     StrPath,
     _Build,
+    _Layer,
     _Origin,
-    _read_variables,
-    merged_files,
+    config_variable,
+    current_build,
+    data_layer,
+    read_config_files,
+    rename_deprecated,
 )
-from modalkit_config._loader import _env_value as env_value
+from modalkit_config._messages import accepts_string, annotation_at
 from modalkit_config._paths import KeyPath
+from modalkit_config.errors import ConfigIssue
 
-# The YAML read for the Settings() call under way (reset by Settings.__init__), shared by the sources.
-last_build: contextvars.ContextVar[_Build | None] = contextvars.ContextVar("modalkit_yaml_build", default=None)
-# True while Settings(app_settings=..., model_settings=...) is built from complete arguments: then a missing
-# ./modalkit.yaml (the default lookup, nothing named) is no error, as in the earlier modalkit.
-complete_arguments: contextvars.ContextVar[bool] = contextvars.ContextVar("modalkit_complete_args", default=False)
+__all__ = ["MatchedEnvSource", "SecretsOrigins", "YamlConfigSource"]
+
+# Keys under these paths are environment variable names, conventionally upper case: keep them as written.
+CASE_KEPT = (("app_settings", "build_config", "env"),)
+_NULL_SPELLINGS = frozenset({"null", "Null", "NULL", "~"})
+
+
+def _build() -> _Build:
+    """The state of the ``Settings()`` call under way (a source used on its own gets a fresh one)."""
+    build = current_build.get()
+    if build is None:
+        build = _Build()
+        current_build.set(build)
+    return build
 
 
 class YamlConfigSource(PydanticBaseSettingsSource):
@@ -53,29 +75,39 @@ class YamlConfigSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], paths: StrPath | Sequence[StrPath] | None = None) -> None:
         super().__init__(settings_cls)
         self.paths = paths
-        self._build: _Build | None = None  # sources are built anew for each Settings() call
+        # Where MODALKIT_CONFIG is looked up, highest priority first; `Settings` names its environment and .env
+        # sources here. A source used on its own reads os.environ.
+        self.variables: Callable[[], Sequence[Mapping[str, str | None]]] = lambda: [os.environ]
+        self._layer: _Layer | None = None  # sources are built anew for each Settings() call
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         # Unused: __call__ returns the whole merged document at once.
         return None, field_name, False
 
-    def build(self) -> _Build:
+    def layer(self) -> _Layer:
         """The merged YAML files, read once per ``Settings()`` call (the other sources match keys against it)."""
-        if self._build is None:
-            if (
-                complete_arguments.get()
+        if self._layer is None:
+            build = _build()
+            named = config_variable(self.variables())
+            if build.options.data is not None:
+                self._layer = data_layer(*build.options.data, build)
+            elif (
+                build.complete_arguments
                 and self.paths is None
-                and CONFIG_ENV_VAR not in _read_variables(os.environ, None)
+                and named is None
                 and not Path(DEFAULT_CONFIG_FILE).is_file()
             ):
-                self._build = _Build(fallback_file="<arguments>")  # nothing to read, and nothing missing
+                # Settings(app_settings=..., model_settings=...) and no file named or present: nothing is missing.
+                build.fallback_file = "<arguments>"
+                self._layer = _Layer({})
             else:
-                self._build = merged_files(self.paths, stacklevel=7)
-                last_build.set(self._build)
-        return self._build
+                self._layer = read_config_files(self.paths, named, build)
+        return self._layer
 
     def __call__(self) -> dict[str, Any]:
-        return self.build().data
+        layer = self.layer()
+        _build().add_layer(layer)
+        return layer.data
 
 
 class MatchedEnvSource(PydanticBaseSettingsSource):
@@ -84,12 +116,87 @@ class MatchedEnvSource(PydanticBaseSettingsSource):
     Args:
         source: The ``EnvSettingsSource`` (or ``DotEnvSettingsSource``) pydantic-settings built for this call.
         yaml: The YAML source whose keys the variables' keys are matched against.
+        environ: The variables to read instead of ``os.environ`` (`load_settings`'s ``env``; not for ``.env``).
     """
 
-    def __init__(self, source: EnvSettingsSource, yaml: YamlConfigSource) -> None:
+    def __init__(
+        self, source: EnvSettingsSource, yaml: YamlConfigSource, environ: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(source.settings_cls)
         self.source = source
         self.yaml = yaml
+        if environ is not None and not isinstance(source, DotEnvSettingsSource):
+            source.env_vars = {
+                name if source.case_sensitive else name.lower(): value
+                for name, value in environ.items()
+                if not (source.env_ignore_empty and value == "")
+            }
+        # pydantic-settings' JSON decoding raises one SettingsError, naming no variable, at the first value that is
+        # not JSON; the lenient decoder reads YAML instead (a superset) and passes anything else on for validation.
+        setattr(source, "decode_complex_value", _lenient(source.decode_complex_value))  # noqa: B010
+        self.names = self._variables(environ)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        # Unused: __call__ returns the source's whole result at once.
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        build = _build()
+        prefix = self.source.env_prefix.lower()
+        delimiter = self.source.env_nested_delimiter or "__"
+        fields = {name.lower() for name in self.settings_cls.model_fields}
+        kept: dict[str, str | None] = {}
+        for name, value in self.source.env_vars.items():
+            if not name.lower().startswith(prefix):
+                continue
+            segments = name[len(prefix) :].split(delimiter)
+            if segments[0].lower() not in fields:
+                continue  # MODALKIT_CONFIG, MODALKIT_APP_POSTFIX, unrelated .env entries: not settings
+            if not all(segments):
+                origin = self.names.get(name.lower(), _Origin(f"${name}"))
+                message = "empty key in the variable name: separate keys with exactly two underscores"
+                build.issues.append(ConfigIssue(origin.file, "", origin.line, message))
+                continue
+            kept[name] = value
+        data: dict[str, Any] = {}
+        if kept:
+            variables = self.source.env_vars
+            # Shorter names first: pydantic-settings nests them in this order, so a more specific variable wins.
+            self.source.env_vars = dict(sorted(kept.items(), key=lambda item: item[0].count(delimiter)))
+            try:
+                data = self.source()
+            finally:
+                self.source.env_vars = variables  # MODALKIT_CONFIG is read from them too
+        if not data:
+            return data
+        matched = _match(data, self.yaml.layer().data, (), self.names)
+        layer = _Layer(matched, _record(matched, self.names))
+        rename_deprecated(layer, build)
+        build.add_layer(layer)
+        return layer.data
+
+    def _variables(self, environ: Mapping[str, str] | None) -> dict[str, _Origin]:
+        """Lower-cased variable name -> where it was set, with the name as written (``$NAME``, or file and line)."""
+        if isinstance(self.source, DotEnvSettingsSource):
+            return _dotenv_origins(self.source.env_file)
+        prefix = self.source.env_prefix.lower()
+        return {
+            name.lower(): _Origin(f"${name}", None, name)
+            for name in (os.environ if environ is None else environ)
+            if name.lower().startswith(prefix)
+        }
+
+
+class SecretsOrigins(PydanticBaseSettingsSource):
+    """pydantic-settings' secrets directory source, recording the file each value was read from.
+
+    Args:
+        source: The ``SecretsSettingsSource`` pydantic-settings built for this call.
+    """
+
+    def __init__(self, source: SecretsSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self.source = source
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         # Unused: __call__ returns the source's whole result at once.
@@ -99,63 +206,113 @@ class MatchedEnvSource(PydanticBaseSettingsSource):
         data = self.source()
         if not data:
             return data
-        build = self.yaml.build()
-        names = self._variables()
-        matched: dict[str, Any] = _match(data, build.data, (), names)
-        origins: dict[KeyPath, _Origin] = {}
-        _record(matched, (), names, origins)
-        for path, origin in origins.items():
-            build.origins[path] = origin
-            build.file_rank.setdefault(origin.file, len(build.file_rank) if origin.line is not None else 10**6)
-        return matched
-
-    def _variables(self) -> dict[str, _Origin]:
-        """Lower-cased variable name -> where it was set, with the name as written (``$NAME``, or file and line)."""
-        if isinstance(self.source, DotEnvSettingsSource):
-            return _dotenv_origins(self.source.env_file)
-        return {
-            name.lower(): _Origin(f"${name}", None, name) for name in os.environ if name.upper().startswith(ENV_PREFIX)
+        directories = self.source.secrets_dir
+        directories = [directories] if isinstance(directories, str | os.PathLike) else list(directories or [])
+        files: dict[str, _Origin] = {}
+        for directory in directories:  # a later directory wins, as in pydantic-settings
+            for path in Path(directory).expanduser().iterdir() if Path(directory).expanduser().is_dir() else []:
+                files[path.name.lower()] = _Origin(str(path))
+        origins: dict[KeyPath, _Origin] = {
+            (key,): files.get(f"{self.source.env_prefix}{key}".lower(), _Origin(str(key))) for key in data
         }
+        layer = _Layer(data, _spread(data, origins))
+        rename_deprecated(layer, _build())
+        _build().add_layer(layer)
+        return layer.data
 
 
-def _match(data: Any, yaml: Any, path: KeyPath, names: Mapping[str, _Origin]) -> Any:
-    """``data`` with each key spelled as in ``yaml`` where it exists there (else as the variable wrote it, for
-    case-kept sections, else lower-cased), and each string value read as YAML where the schema takes no string."""
+def _lenient(decode: Callable[[str, FieldInfo, Any], Any]) -> Callable[[str, FieldInfo, Any], Any]:
+    def decode_leniently(field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return decode(field_name, field, value)
+        except ValueError:
+            try:
+                return yaml.safe_load(value) if isinstance(value, str) else value
+            except yaml.YAMLError:
+                return value  # validation reports it, under its variable
+
+    return decode_leniently
+
+
+def _match(data: Any, yaml_data: Any, path: KeyPath, names: Mapping[str, _Origin]) -> Any:
+    """``data`` with each key spelled as in ``yaml_data`` where it exists there (else as the variable wrote it, for
+    case-kept sections, else lower-cased), and each variable's text read as YAML where the schema takes no string.
+
+    Only a variable's own text is read so: the strings inside a JSON value are JSON's.
+    """
     if not isinstance(data, dict):
-        return env_value(data, path) if isinstance(data, str) else data
+        if isinstance(data, str) and _variable(path) in names:
+            return _env_value(data, path)
+        return data
     matched: dict[str, Any] = {}
     for key, value in data.items():
         spelled = key
-        if isinstance(yaml, dict):
-            spelled = next((k for k in yaml if isinstance(k, str) and k.lower() == key.lower()), key)
+        if isinstance(yaml_data, dict):
+            spelled = next((k for k in yaml_data if isinstance(k, str) and k.lower() == key.lower()), key)
         if spelled == key and path in CASE_KEPT:
             spelled = _as_written(path, key, names)
-        child_yaml = yaml.get(spelled) if isinstance(yaml, dict) else None
+        child_yaml = yaml_data.get(spelled) if isinstance(yaml_data, dict) else None
         matched[spelled] = _match(value, child_yaml, (*path, spelled), names)
     return matched
 
 
+def _env_value(text: str, path: KeyPath) -> Any:
+    """Read an environment value as YAML, except where the schema takes a string and the text is a scalar."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if accepts_string(annotation_at(path)) and not isinstance(value, dict | list):
+        return None if text.strip() in _NULL_SPELLINGS else text
+    return value
+
+
+def _variable(path: KeyPath) -> str:
+    return (ENV_PREFIX + "__".join(str(k) for k in path)).lower()
+
+
 def _as_written(path: KeyPath, key: str, names: Mapping[str, _Origin]) -> str:
     """The key with the case its variable was written in (image environment variable names keep theirs)."""
-    variable = (ENV_PREFIX + "__".join(str(k) for k in (*path, key))).lower()
-    origin = names.get(variable)
+    origin = names.get(_variable((*path, key)))
     if origin is None or origin.raw is None:
         return key
     return origin.raw[-len(key) :]
 
 
-def _record(data: Any, path: KeyPath, names: Mapping[str, _Origin], origins: dict[KeyPath, _Origin]) -> None:
+def _record(data: dict[str, Any], names: Mapping[str, _Origin]) -> dict[KeyPath, _Origin]:
     """Where each key path of ``data`` came from: the variable named for it, or for its nearest parent (a JSON
     value such as ``MODALKIT_APP_SETTINGS='{...}'``)."""
-    if path:
-        origin = names.get((ENV_PREFIX + "__".join(str(k) for k in path)).lower())
+    found: dict[KeyPath, _Origin] = {}
+
+    def visit(value: Any, path: KeyPath) -> None:
+        origin = names.get(_variable(path))
         if origin is not None:
-            origins[path] = _Origin(origin.file, origin.line)
-        elif path[:-1] in origins:
+            found[path] = _Origin(origin.file, origin.line)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, (*path, key))
+
+    for key, value in data.items():
+        visit(value, (key,))
+    return _spread(data, found)
+
+
+def _spread(data: dict[str, Any], origins: dict[KeyPath, _Origin]) -> dict[KeyPath, _Origin]:
+    """``origins`` with every key path inside ``data`` that has none given its nearest parent's."""
+
+    def visit(value: Any, path: KeyPath) -> None:
+        if path not in origins and path[:-1] in origins:
             origins[path] = origins[path[:-1]]
-    if isinstance(data, dict):
-        for key, value in data.items():
-            _record(value, (*path, key), names, origins)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                visit(item, (*path, index))
+
+    for key, value in data.items():
+        visit(value, (key,))
+    return origins
 
 
 def _dotenv_origins(env_file: Any) -> dict[str, _Origin]:

@@ -148,3 +148,48 @@ def test_docs_render_and_try_it_out_works_offline(page: Page, tmp_path: Path) ->
         body = page.js(f"{answer} .response-col_description pre').innerText")
         assert '"status": "success"' in body
     assert page.failed_requests == []
+
+
+UPLOAD_APP = ROOT / "packages" / "modalkit" / "tests" / "apps" / "upload_service.py"
+UPLOAD_CONFIG = ROOT / "packages" / "modalkit" / "tests" / "fixtures" / "upload.yaml"
+# The smallest valid PNG (1x1, one grey pixel): Swagger sends it as the file part of the form.
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABc3UBGAAAAABJRU5ErkJggg==")
+
+
+def test_try_it_out_sends_a_file_on_a_multipart_route(page: Page, tmp_path: Path) -> None:
+    photo = tmp_path / "dot.png"
+    photo.write_bytes(PNG)
+    with ModalkitServer(UPLOAD_APP, config=UPLOAD_CONFIG, log_dir=tmp_path, ready_path="/ready") as server:
+        page.call("Page.navigate", url=f"{server.url}/docs")
+        block = (
+            "Array.from(document.querySelectorAll('.opblock-post'))"
+            ".find(b => b.querySelector('.opblock-summary-path').innerText.trim() === '/predict_sync')"
+        )
+        page.wait_for(f"!!{block}")
+        page.js(f"{block}.querySelector('.opblock-summary-control').click()")
+        page.wait_for(f"!!{block}.querySelector('.try-out__btn')")
+        page.js(f"{block}.querySelector('.try-out__btn').click()")
+        # The request body's media type menu offers the form; choosing it renders a file input for `image`.
+        select = f"{block}.querySelector('.opblock-section-request-body select')"
+        options = page.wait_for(f"{select} && Array.from({select}.options).map(o => o.value)")
+        assert "multipart/form-data" in options
+        page.js(
+            f"(() => {{ const s = {select}; const set = Object.getOwnPropertyDescriptor("
+            "HTMLSelectElement.prototype, 'value').set; set.call(s, 'multipart/form-data'); "
+            "s.dispatchEvent(new Event('change', {bubbles: true})); })()"
+        )
+        file_input = f"{block}.querySelector('input[type=file]')"
+        page.wait_for(f"!!{file_input}")
+        # The file input is the row of the `image` field (the form's other field, `caption`, is a text box).
+        row = page.js(f"{file_input}.closest('tr').querySelector('.parameter__name').innerText")
+        assert row.split()[0].rstrip("*") == "image"
+        found = page.call("Runtime.evaluate", expression=file_input)
+        page.call("DOM.setFileInputFiles", files=[str(photo)], objectId=found["result"]["objectId"])
+        page.js(f"{block}.querySelector('.execute').click()")
+        answer = f"{block}.querySelector('.live-responses-table tbody"
+        status = page.wait_for(f"({answer} .response-col_status') || {{}}).innerText")
+        body = page.js(f"{answer} .response-col_description pre').innerText")
+        assert status.strip() == "200", body
+        # The server got the very bytes of the file: its size and digest come back.
+        assert json.loads(body)["size"] == len(PNG)
+    assert page.failed_requests == []

@@ -16,7 +16,7 @@ import pytest
 from modalkit.testing import serving as _serving
 
 # Their own uv projects with onnxruntime, tested by examples/<name>/ci.sh, not by the workspace's pytest.
-collect_ignore = ["embeddings", "ocr"]
+collect_ignore = ["embeddings", "ocr", "llm"]
 
 LoadFile = Callable[[str, Path], Any]
 

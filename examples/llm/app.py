@@ -1,8 +1,8 @@
 """The LLM token-streaming service: one file, two runtimes.
 
-    cd examples/llm && uv sync --locked        # its own environment: onnxruntime, onnx, tokenizers
-    uv run modalkit serve app.py                      # this machine, http://127.0.0.1:8000
-    uv run modalkit deploy app.py                     # Modal (after `modal token new`)
+    cd examples/llm && uv sync --locked               # its own environment: onnxruntime, onnx, tokenizers
+    uv run modalkit serve app.py               # this machine, http://127.0.0.1:8000
+    uv run modalkit deploy app.py              # Modal (after `modal token new`)
 
 On Modal, `LLMService` runs the token-streaming pipeline in batches (``@modal.batched`` from ``batch_config``) and
 `web_endpoints` serves the HTTP API. `modalkit serve` runs the same pipeline, batching and routes locally.
@@ -31,5 +31,5 @@ class LLMService(ModalService):
 @config.handler_concurrent()
 @modal.asgi_app(**config.get_asgi_app_settings())
 def web_endpoints():  # type: ignore[no-untyped-def]  # FastAPI; typed where it is built
-    """The HTTP API: /predict_stream (SSE), /predict_sync, /predict_batch, /predict_async, /jobs/{id}, /health, /ready, /metrics."""
+    """The HTTP API: /predict_stream (SSE), /predict_sync, /predict_batch, /predict_async, /jobs/{id}, /metrics..."""
     return create_web_endpoints(app_cls=LLMService, input_model=Prompt, output_model=Completion)

@@ -2,10 +2,10 @@
 
 The model is made at start-up, not downloaded (there is no model hub here): a byte-level BPE tokenizer is
 trained with `tokenizers` on the corpus of the model entry, a token-bigram language model is counted from the
-same corpus (log-probabilities, unigram back-off for unseen tokens), and its table is written as an ONNX graph (``Gather`` of the
-last token's row -> logits for the next token). Both are then loaded the way a real deployment loads its files:
-``Tokenizer.from_file(path)`` and ``onnxruntime.InferenceSession(path)``. Generation is real autoregressive
-sampling (temperature, per-request seed) over the logits the session returns. It is a bigram model, not a
+same corpus (log-probabilities, unigram back-off for unseen tokens), and its table is written as an ONNX graph
+(``Gather`` of the last token's row -> logits for the next token). Both are then loaded the way a real deployment
+loads its files: ``Tokenizer.from_file(path)`` and ``onnxruntime.InferenceSession(path)``. Generation is real
+autoregressive sampling (temperature, per-request seed) over the logits the session returns. It is a bigram model, not a
 trained neural network: the text it writes is the corpus's word pairs recombined.
 """
 
@@ -65,7 +65,10 @@ def build_model(corpus: Sequence[str], folder: Path, vocab_size: int = 1000, smo
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)  # "The" -> " The", as in the corpus
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOS], show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator([" " + line.strip() for line in corpus], trainer=trainer)
     tokenizer.save(str(folder / "tokenizer.json"))

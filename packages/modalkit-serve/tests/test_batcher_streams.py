@@ -182,3 +182,20 @@ async def test_the_model_failing_mid_stream_ends_every_open_stream_of_its_batch_
         assert isinstance(events[-1], ItemError)
         assert events[-1].kind == "internal"
         assert len(events) == 2
+
+
+async def test_a_stream_batch_is_observed_once_with_the_streams_it_took(
+    make: Callable[..., Batcher], pipeline: TokenStream
+) -> None:
+    # modalkit_batch_size counts stream batches too: one observation per batch formed, sized by its streams
+    # (each of its steps is one model call over them), like a sync batch's one observation.
+    observed: list[tuple[str, int, float, float]] = []
+    batcher = make(on_batch=lambda model, n, wait, run: observed.append((model, n, wait, run)))
+    streams = [batcher.submit_stream(Prompt(text=t, n=4)) for t in ("a", "b", "c")]
+    await asyncio.wait_for(asyncio.gather(*(read_all(s) for s in streams)), GUARD)
+    assert pipeline.batches == [3]
+    await until(lambda: len(observed) >= 1)
+    [(model, n, wait, run)] = observed
+    assert (model, n) == ("tokens", 3)
+    assert wait >= 0.0
+    assert run >= 0.0

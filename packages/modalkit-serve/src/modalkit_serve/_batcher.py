@@ -522,10 +522,16 @@ class Batcher:
                 if taken:
                     self._stream_batches.append(_StreamBatch(taken, self.worker))
             for batch in list(self._stream_batches):
+                first = not batch.started
+                began = time.perf_counter()
                 pairs = batch.step(self.stall_seconds, self.model_name)
                 if pairs is None:
                     continue  # paused for a slow reader
                 progressed = True
+                if first and batch.started and self.on_batch is not None:
+                    # One observation per stream batch, as per sync batch: its streams, their wait, its first call.
+                    wait, run = began - batch.items[0].submitted, time.perf_counter() - began
+                    self._post(self.on_batch, self.model_name, len(batch.items), wait, run)
                 if pairs:
                     self._post(self._deliver_stream_step, pairs)
                 if batch.finished:

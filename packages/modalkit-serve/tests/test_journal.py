@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modalkit_serve._journal import JobJournal, JournalCorruptError, JournalLockedError
+from modalkit_serve._journal import JobJournal, JournalCorruptError, JournalError, JournalLockedError
 
 
 def test_accepted_jobs_survive_a_reopen_and_replay_lists_the_unfinished(tmp_path: Path) -> None:
@@ -178,3 +178,24 @@ def test_a_group_of_writes_has_the_effect_of_the_writes_in_order(tmp_path: Path,
     j1 = rows["j1"]
     assert j1 is not None
     assert (j1.request, j1.owner) == ('{"n": 1, "s": "\\"quoted\\""}', "o1")
+
+
+def test_a_full_disk_fails_the_accept_naming_the_journal_and_the_journal_recovers(tmp_path: Path) -> None:
+    # The disk filling up mid-run: SQLite's page limit stands in for it (same SQLITE_FULL error). The accept
+    # must fail, so the caller never gets a 202 for a job that is not on disk, and later writes must work again.
+    path = tmp_path / "jobs.sqlite"
+    journal = JobJournal(path)
+    try:
+        journal.accept("before", "m", "{}").result(5)
+        pages = journal.pragma("page_count")
+        assert journal.pragma(f"max_page_count = {pages}") == pages
+        with pytest.raises(JournalError) as caught:
+            journal.accept("big", "m", '{"x":"' + "a" * 200_000 + '"}').result(5)
+        assert str(path) in str(caught.value)
+        assert "full" in str(caught.value)
+        assert journal.get("big") is None
+        assert journal.pragma(f"max_page_count = {pages + 1000}") >= pages + 1000
+        journal.accept("after", "m", "{}").result(5)
+        assert {row.job_id for row in journal.unfinished()} == {"before", "after"}
+    finally:
+        journal.close()

@@ -291,3 +291,21 @@ def test_a_secrets_file_error_names_the_file(project: Path, tmp_path: Path) -> N
         Settings(_secrets_dir=secrets)
     [issue] = info.value.issues
     assert (issue.file, issue.key_path) == (str(secrets / "MODALKIT_APP_SETTINGS"), "app_settings.batch_config.wait_ms")
+
+
+@pytest.mark.parametrize("text", [":memory:", "key: value", "[not, a, list]"])
+def test_a_string_field_from_the_environment_keeps_its_text_even_when_it_reads_as_yaml(
+    project: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    # `journal_path: ":memory:"` from a variable: YAML reads the bare text as a mapping, but the field takes
+    # only a string (or null), so the text is what the user meant.
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__SERVER_CONFIG__JOURNAL_PATH", text)
+    assert load_settings().app_settings.server_config.journal_path == text
+    assert Settings().app_settings.server_config.journal_path == text
+
+
+def test_a_field_that_takes_a_list_still_reads_one_from_the_environment(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODALKIT_APP_SETTINGS__DEPLOYMENT_CONFIG__GPU", "[T4, A10G]")
+    assert load_settings().app_settings.deployment_config.gpu == ["T4", "A10G"]

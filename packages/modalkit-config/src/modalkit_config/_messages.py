@@ -21,7 +21,7 @@ from pydantic_core import ErrorDetails
 from modalkit_config._models import DEPRECATED_KEYS, KeyedValueError, Settings
 from modalkit_config._paths import KeyPath
 
-__all__ = ["Problem", "accepts_string", "annotation_at", "problems_from"]
+__all__ = ["Problem", "accepts_container", "accepts_string", "annotation_at", "problems_from"]
 
 # Values under these keys are secrets: messages describe their type, never their content.
 _SENSITIVE_KEYS = frozenset({"api_key"})
@@ -263,6 +263,19 @@ def _members(annotation: Any) -> list[Any]:
 def accepts_string(annotation: Any) -> bool:
     """Whether ``annotation`` takes a plain string, so an environment value should stay as written."""
     return any(member is str for member in _members(annotation))
+
+
+def accepts_container(annotation: Any) -> bool:
+    """Whether ``annotation`` takes a list or a mapping (a section, ``list[str]``, ``dict[str, str]``, ``Any``)."""
+    for member in _members(annotation):
+        origin = get_origin(member) or member
+        if (
+            member is Any
+            or origin in (list, tuple, set, frozenset, dict)
+            or (isinstance(origin, type) and issubclass(origin, BaseModel | Mapping))
+        ):
+            return True
+    return False
 
 
 def _sensitive(path: KeyPath) -> bool:

@@ -44,7 +44,7 @@ from modalkit_config._loader import (
     read_config_files,
     rename_deprecated,
 )
-from modalkit_config._messages import accepts_string, annotation_at
+from modalkit_config._messages import accepts_container, accepts_string, annotation_at
 from modalkit_config._paths import KeyPath
 from modalkit_config.errors import ConfigIssue
 
@@ -257,12 +257,16 @@ def _match(data: Any, yaml_data: Any, path: KeyPath, names: Mapping[str, _Origin
 
 
 def _env_value(text: str, path: KeyPath) -> Any:
-    """Read an environment value as YAML, except where the schema takes a string and the text is a scalar."""
+    """Read an environment value as YAML, except where the schema takes a string: then a scalar stays as written,
+    and so does any text where the schema takes no list or mapping."""
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if accepts_string(annotation_at(path)) and not isinstance(value, dict | list):
+    annotation = annotation_at(path)
+    # Where the schema takes a string and no list or mapping, the text is meant as written (``:memory:`` reads
+    # as a YAML mapping); elsewhere a list or mapping is read as one.
+    if accepts_string(annotation) and (not isinstance(value, dict | list) or not accepts_container(annotation)):
         return None if text.strip() in _NULL_SPELLINGS else text
     return value
 

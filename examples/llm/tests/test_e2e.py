@@ -5,7 +5,6 @@ The stream is read with a small SSE reader over httpx, event by event as the byt
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from modalkit.testing import ModalkitServer
+from modalkit_serve.testing import sse_events
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +25,7 @@ GUARD = 60.0  # seconds: a hung test fails instead of blocking the suite; not a 
 
 def sse(response: httpx.Response) -> Iterator[tuple[str, Any]]:
     """(event type, decoded data) of each Server-Sent Event, as they arrive."""
-    kind, data = "message", list[str]()
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield kind, json.loads("\n".join(data))
-            kind, data = "message", []
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            kind = value
-        elif field == "data":
-            data.append(value)
+    return sse_events(response.iter_lines())
 
 
 @pytest.fixture(scope="module")

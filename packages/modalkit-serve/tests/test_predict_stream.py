@@ -5,7 +5,6 @@ the OpenAPI document as on the other routes. (Incremental delivery and disconnec
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from modalkit_auth import Authenticator
 from modalkit_queue import MemoryBackend
 from modalkit_serve import LocalRunner, create_app
+from modalkit_serve.testing import sse_events
 from serve_support import ToyInput, ToyOutput, ToyPipeline, settings_with
 from stream_support import Completion, Prompt, Token, TokenStream
 
@@ -51,22 +51,9 @@ async def until(condition: Callable[[], bool]) -> None:
     await asyncio.wait_for(poll(), GUARD)
 
 
-def sse_events(text: str) -> list[tuple[str, Any]]:
-    """(event type, decoded data) of each event of an SSE body (``message`` when the event names no type)."""
-    events = []
-    for block in text.split("\n\n"):
-        if not block.strip():
-            continue
-        kind, data = "message", []
-        for line in block.split("\n"):
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                kind = value
-            elif field == "data":
-                data.append(value)
-        events.append((kind, json.loads("\n".join(data))))
-    return events
+def sse_body(text: str) -> list[tuple[str, Any]]:
+    """(event type, decoded data) of each event of a whole SSE body."""
+    return list(sse_events(text.split("\n")))
 
 
 async def test_a_stream_is_server_sent_events_one_json_chunk_each_then_done(fast_path: bool) -> None:
@@ -76,7 +63,7 @@ async def test_a_stream_is_server_sent_events_one_json_chunk_each_then_done(fast
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache"
     assert "x-request-id" in response.headers
-    assert sse_events(response.text) == [
+    assert sse_body(response.text) == [
         ("message", {"token": "hi-0"}),
         ("message", {"token": "hi-1"}),
         ("message", {"token": "hi-2"}),
@@ -100,7 +87,7 @@ async def test_streams_waiting_together_share_each_model_call(fast_path: bool) -
     assert pipeline.batches == [1, 4]  # the four waiting streams ran as one batch
     assert pipeline.steps == 2 + 4  # one model call per step for the whole batch, not one per stream
     for i, answer in enumerate(answers[1:]):
-        assert [data for _, data in sse_events(answer.text)[:-1]] == [{"token": f"s{i}-{k}"} for k in range(4)]
+        assert [data for _, data in sse_body(answer.text)[:-1]] == [{"token": f"s{i}-{k}"} for k in range(4)]
 
 
 async def test_an_error_mid_stream_ends_it_with_an_error_event_after_the_chunks_sent(fast_path: bool) -> None:
@@ -108,7 +95,7 @@ async def test_an_error_mid_stream_ends_it_with_an_error_event_after_the_chunks_
         response = await client.post("/predict_stream", json={"text": "fail", "n": 5})
         after = await client.post("/predict_stream", json={"text": "ok", "n": 1})
     assert response.status_code == 200
-    events = sse_events(response.text)
+    events = sse_body(response.text)
     assert events[0] == ("message", {"token": "fail-0"})
     kind, data = events[-1]
     assert kind == "error"
@@ -117,7 +104,7 @@ async def test_an_error_mid_stream_ends_it_with_an_error_event_after_the_chunks_
     assert "the model broke mid-stream" in data["detail"]
     assert "Traceback" not in response.text
     assert len(events) == 2
-    assert sse_events(after.text)[-1] == ("done", {"status": "success", "chunks": 1})
+    assert sse_body(after.text)[-1] == ("done", {"status": "success", "chunks": 1})
 
 
 async def test_refusals_before_the_first_chunk_are_plain_json_errors(fast_path: bool) -> None:
@@ -139,7 +126,7 @@ async def test_refusals_before_the_first_chunk_are_plain_json_errors(fast_path: 
 async def test_an_empty_stream_is_just_done(fast_path: bool) -> None:
     async with serve(fast_path=fast_path) as (client, _):
         response = await client.post("/predict_stream", json={"text": "x", "n": 0})
-    assert sse_events(response.text) == [("done", {"status": "success", "chunks": 0})]
+    assert sse_body(response.text) == [("done", {"status": "success", "chunks": 0})]
 
 
 async def test_the_body_limit_applies(fast_path: bool) -> None:
@@ -154,7 +141,7 @@ async def test_a_stream_needs_the_api_key(fast_path: bool) -> None:
         right = await client.post("/predict_stream", json={"text": "a"}, headers={"x-api-key": KEY})
     assert missing.status_code == 401
     assert right.status_code == 200
-    assert sse_events(right.text)[-1][0] == "done"
+    assert sse_body(right.text)[-1][0] == "done"
 
 
 async def test_a_stream_times_out_before_its_first_chunk_with_a_504() -> None:

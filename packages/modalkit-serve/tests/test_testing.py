@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from modalkit_serve.testing import ServedProcess
+from modalkit_serve.testing import ServedProcess, sse_events
 
 FAKE_SERVER = """
 import argparse, http.server, json, os, sys
@@ -155,3 +155,16 @@ def test_one_helper_starts_a_process_group_and_stops_all_of_it_by_pid(tmp_path: 
     assert code == -signal.SIGKILL
     assert _gone(child)
     assert stop_process_group(proc) == -signal.SIGKILL  # stopping again is harmless
+
+
+def test_sse_events_reads_each_event_type_and_json_data_as_it_arrives() -> None:
+    lines = iter(['data: {"index":0}', "", ": a comment", 'data: {"index":', "data: 1}", "", "event: done", "data: {}"])
+    events = sse_events(lines)
+    assert next(events) == ("message", {"index": 0})  # yielded before the later lines are read
+    assert next(lines) == ": a comment"
+    assert list(events) == [("message", {"index": 1}), ("done", {})]  # multi-line data, and a last unterminated event
+
+
+def test_sse_events_reads_a_whole_body_too() -> None:
+    body = 'data: {"a":1}\n\nevent: error\ndata: {"kind":"internal"}\n\n'
+    assert list(sse_events(body.split("\n"))) == [("message", {"a": 1}), ("error", {"kind": "internal"})]

@@ -4,7 +4,6 @@ its slot is freed (``modalkit_streams_open``) and the model stops working on it 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from modalkit.testing import ModalkitServer, serving
+from modalkit_serve.testing import sse_events
 
 from .conftest import APPS, FIXTURES
 
@@ -23,19 +23,7 @@ GUARD = 30.0  # seconds: a hung test fails instead of blocking the suite; not a 
 
 def sse(response: httpx.Response) -> Iterator[tuple[str, Any]]:
     """(event type, decoded data) of each Server-Sent Event, as they arrive."""
-    kind, data = "message", list[str]()
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield kind, json.loads("\n".join(data))
-            kind, data = "message", []
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            kind = value
-        elif field == "data":
-            data.append(value)
+    return sse_events(response.iter_lines())
 
 
 def metric(server: ModalkitServer, name: str, labels: str) -> float:

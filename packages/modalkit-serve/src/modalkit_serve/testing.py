@@ -20,6 +20,7 @@ until the service answers 200 there (its models are loaded).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -27,12 +28,35 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-__all__ = ["ServedProcess", "start_process_group", "stop_process_group"]
+__all__ = ["ServedProcess", "sse_events", "start_process_group", "stop_process_group"]
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """(event type, decoded JSON data) of each Server-Sent Event, yielded as soon as its blank line is read.
+
+    ``lines`` is ``response.iter_lines()`` of a streaming httpx response (events as they arrive) or
+    ``body.split("\\n")``. The type is ``message`` when the event names none; comment lines are skipped.
+    """
+    kind, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield kind, json.loads("\n".join(data))
 
 
 def start_process_group(argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:

@@ -9,17 +9,16 @@ from types import ModuleType
 import pytest
 from embedding_model import EmbeddingOutput, TextInput
 
-from modalkit import SyncInputModel, load_app_file
+from modalkit import SyncInputModel
+from modalkit.testing import offline_app
 
 EXAMPLE = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def app() -> Iterator[ModuleType]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MODALKIT_CONFIG", str(EXAMPLE / "modalkit.yaml"))
-        patch.delenv("MODALKIT_APP_POSTFIX", raising=False)
-        yield load_app_file(EXAMPLE / "app.py", module_name="embeddings_example_app")
+    with offline_app(EXAMPLE / "app.py", module_name="embeddings_example_app") as module:
+        yield module
 
 
 def test_the_modal_class_embeds_in_process(app: ModuleType) -> None:

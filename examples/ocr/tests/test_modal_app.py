@@ -11,17 +11,16 @@ import pytest
 from images import text_image
 from ocr_model import ImageInput, OcrOutput
 
-from modalkit import SyncInputModel, load_app_file
+from modalkit import SyncInputModel
+from modalkit.testing import offline_app
 
 EXAMPLE = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def app() -> Iterator[ModuleType]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MODALKIT_CONFIG", str(EXAMPLE / "modalkit.yaml"))
-        patch.delenv("MODALKIT_APP_POSTFIX", raising=False)
-        yield load_app_file(EXAMPLE / "app.py", module_name="ocr_example_app")
+    with offline_app(EXAMPLE / "app.py", module_name="ocr_example_app") as module:
+        yield module
 
 
 def test_the_modal_class_reads_an_image_in_process(app: ModuleType) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from modalkit.testing import ModalkitServer, serving
+from modalkit.testing import ModalkitServer, offline_app, serving
 
 from .conftest import APPS, FIXTURES
 
@@ -52,3 +53,19 @@ def test_an_app_that_cannot_start_is_reported_with_its_message(tmp_path: Path) -
     server = ModalkitServer("broken.py", cwd=tmp_path)
     with pytest.raises(RuntimeError, match=r"(?s)modalkit serve exited with 2.*this app file is broken"):
         server.start()
+
+
+def test_offline_app_imports_the_app_with_its_own_config_and_restores_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "modalkit.yaml").write_text("app_settings: {}\n")
+    (tmp_path / "app.py").write_text(
+        "import os\nCONFIG = os.environ['MODALKIT_CONFIG']\nPOSTFIX = os.environ.get('MODALKIT_APP_POSTFIX')\n"
+    )
+    monkeypatch.setenv("MODALKIT_CONFIG", "elsewhere.yaml")
+    monkeypatch.setenv("MODALKIT_APP_POSTFIX", "prod")
+    with offline_app(tmp_path / "app.py", module_name="offline_app_test_app") as app:
+        assert str(tmp_path / "modalkit.yaml") == app.CONFIG  # the file beside the app, not the caller's
+        assert app.POSTFIX is None  # the app name the config gives, as in `modal deploy`
+    assert os.environ["MODALKIT_CONFIG"] == "elsewhere.yaml"
+    assert os.environ["MODALKIT_APP_POSTFIX"] == "prod"

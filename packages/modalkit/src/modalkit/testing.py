@@ -25,12 +25,15 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from modalkit_serve.testing import ServedProcess
 
-__all__ = ["MODALKIT_SERVE", "ModalkitServer", "serving"]
+__all__ = ["MODALKIT_SERVE", "ModalkitServer", "offline_app", "serving"]
 
 MODALKIT_SERVE = (sys.executable, "-m", "modalkit", "serve")
 """The command the server runs; the app file and ``--host/--port/--port-file`` are appended."""
@@ -115,3 +118,29 @@ class ModalkitServer(ServedProcess):
 
 serving = ModalkitServer
 """``with serving(APP, ...) as server``: the same object as `ModalkitServer` (a context manager), by its older name."""
+
+
+@contextmanager
+def offline_app(
+    app_file: StrPath, *, config: StrPath | None = None, module_name: str | None = None
+) -> Iterator[ModuleType]:
+    """Import an app file as ``modal deploy`` would, for offline checks with the real modal package.
+
+    ``MODALKIT_CONFIG`` names ``config`` (default: the ``modalkit.yaml`` beside the app file) and
+    ``MODALKIT_APP_POSTFIX`` is unset while the file is imported and the block runs; both are restored after.
+    Then ``app.MyService(...).process_request.local(...)`` and ``...info()`` work without Modal's cloud.
+    """
+    from modalkit import load_app_file
+
+    path = Path(app_file)
+    saved = {name: os.environ.get(name) for name in ("MODALKIT_CONFIG", "MODALKIT_APP_POSTFIX")}
+    os.environ["MODALKIT_CONFIG"] = str(config if config is not None else path.parent / "modalkit.yaml")
+    os.environ.pop("MODALKIT_APP_POSTFIX", None)
+    try:
+        yield load_app_file(path, module_name=module_name)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
